@@ -1,0 +1,97 @@
+"""`load_data(cfg)`: rows from any source -> checked, subsampled, split by item.
+
+    source      rows from                                  eval rows from
+    files       data.train_files (rows.py)                 data.eval_files, else an item split
+    convabuse   the authors' train split (builtin.py)      their test (or valid) split
+    pipa        the JSON list (builtin.py)                 an item split
+    synthetic   synthetic.generate                         an item split
+
+Every path ends in the same long frame (rows.COLUMNS; synthetic adds "group") and the
+same RowReport, which is checked against data.max_bad_fraction and, with a run_dir,
+saved there before anything is raised (so the bad rows are on disk to inspect).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from hyperscale.data import builtin, synthetic
+from hyperscale.data.config import DataConfig
+from hyperscale.data.report import RowReport
+from hyperscale.data.rows import read_files
+from hyperscale.data.splits import split_by_item, subsample_items
+from hyperscale.data.vocab import ConditionVocab, LabelVocab
+from hyperscale.errors import DataError
+
+
+@dataclass(kw_only=True)
+class PerspectivistData:
+    """Train and eval rows (no item in both), the class names, and what loading found."""
+
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    labels: list[str]  # class names; index i of a model's logits is labels[i]
+    report: RowReport
+
+    def condition_fields(self) -> list[str]:
+        """"annotator", plus "task" / "language" when the rows carry them."""
+        return ["annotator"] + [f for f in ("task", "language") if self.train[f].notna().any()]
+
+    def condition_vocab(self) -> ConditionVocab:
+        """Ids seen in train only: eval-only annotators map to -1 (the documented fallback)."""
+        return ConditionVocab.from_frame(self.train, self.condition_fields())
+
+    def label_vocab(self) -> LabelVocab:
+        return LabelVocab(self.labels)
+
+
+def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
+    """Load, check, subsample and split the rows named by `cfg`; see the module docstring."""
+    seed = cfg.split_seed
+    if cfg.source == "files":
+        train, report = read_files(cfg.train_files, cfg, cfg.labels)
+        labels = list(cfg.labels) if cfg.labels else sorted(train["label"].unique().tolist())
+        if cfg.eval_files:
+            eval_, eval_report = read_files(cfg.eval_files, cfg, labels)
+            report.merge(eval_report)
+    elif cfg.source == "convabuse":
+        train, eval_, labels, report = builtin.load_convabuse(cfg)
+    elif cfg.source == "pipa_toxicity":
+        train, labels, report = builtin.load_pipa(cfg)
+    else:
+        train, labels, report = synthetic.generate(cfg.synthetic), list(synthetic.SYNTHETIC_LABELS), RowReport()
+        report.n_rows = len(train)
+        report.per_file["synthetic"] = {"n_rows": len(train), "n_bad": 0, "reasons": {}}
+
+    try:
+        report.check(cfg.max_bad_fraction)
+    finally:
+        if run_dir is not None:
+            report.save(run_dir)
+    if len(train) == 0:
+        raise DataError("no usable train rows. Fix: check data.train_files and the column settings.")
+
+    has_eval = cfg.source == "convabuse" or (cfg.source == "files" and cfg.eval_files)
+    if has_eval:
+        train = subsample_items(train, cfg.max_items, seed)
+        eval_ = subsample_items(eval_, cfg.max_items, seed)
+    else:
+        train, eval_ = split_by_item(subsample_items(train, cfg.max_items, seed), cfg.eval_fraction, seed)
+    if len(set(labels)) < 2:
+        raise DataError(f"the train rows hold only the label(s) {labels}: nothing to classify. Fix: check "
+                        f"data.label_column, or list the classes in data.labels.")
+
+    report.notes.update(_notes(train, "train") | _notes(eval_, "eval"))
+    if run_dir is not None:
+        report.save(run_dir)  # again, now with the notes about the final frames
+    return PerspectivistData(train=train, eval=eval_, labels=labels, report=report)
+
+
+def _notes(frame: pd.DataFrame, name: str) -> dict:
+    counts = frame["label"].value_counts()
+    return {f"{name}_rows": len(frame), f"{name}_items": int(frame["item_id"].nunique()),
+            f"{name}_annotators": int(frame["annotator"].nunique()),
+            f"{name}_repeated_item_annotator_pairs": int(frame.duplicated(["item_id", "annotator"]).sum()),
+            f"{name}_label_counts": {str(k): int(v) for k, v in counts.items()}}

@@ -1,0 +1,101 @@
+"""What loading found: row counts, malformed rows by reason, and the rows themselves.
+
+Malformed rows are never dropped silently: each one is kept here with its file, row
+number, reason and raw content, and `save(run_dir)` writes them next to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hyperscale.errors import DataError
+
+# Reasons a row is malformed, in the order they are checked (a row gets the first that applies).
+REASONS = (
+    "non_utf8",  # the raw row holds bytes that are not UTF-8
+    "missing_text",
+    "missing_annotator",
+    "missing_label",
+    "missing_item",  # data.item_column is set and the cell is empty
+    "missing_task",  # data.task_column is set and the cell is empty
+    "missing_language",  # data.language_column is set and the cell is empty
+    "unknown_label",  # not in data.labels (or, for eval files, not seen in train)
+    "invalid_one_hot",  # built-in ConvAbuse: an answer that is not exactly one of the five classes
+)
+
+# How many bad rows an error message quotes; the rest are in bad_rows.jsonl.
+_QUOTED = 5
+
+
+@dataclass(kw_only=True)
+class BadRow:
+    file: str
+    row: int  # 1-based record number in the file (CSV: data rows, header excluded)
+    reason: str
+    raw: dict  # the row as read, every value as a string (undecodable bytes shown as \xNN)
+
+    def where(self) -> str:
+        return f"{self.file}:{self.row} ({self.reason})"
+
+
+@dataclass(kw_only=True)
+class RowReport:
+    """Counts per file and overall; `bad_rows` lists every malformed row."""
+
+    n_rows: int = 0
+    n_bad: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    per_file: dict[str, dict] = field(default_factory=dict)  # file -> {"n_rows", "n_bad", "reasons"}
+    bad_rows: list[BadRow] = field(default_factory=list)
+    # Facts about the good rows that are legal but worth knowing (e.g. repeated labels).
+    notes: dict[str, int | float | str] = field(default_factory=dict)
+
+    def add_file(self, file: str, n_rows: int, bad: list[BadRow]) -> None:
+        reasons = Counter(b.reason for b in bad)
+        self.per_file[file] = {"n_rows": n_rows, "n_bad": len(bad), "reasons": dict(reasons)}
+        self.n_rows += n_rows
+        self.n_bad += len(bad)
+        for r, n in reasons.items():
+            self.reasons[r] = self.reasons.get(r, 0) + n
+        self.bad_rows.extend(bad)
+
+    def merge(self, other: RowReport) -> None:
+        for file, stats in other.per_file.items():
+            self.add_file(file, stats["n_rows"], [b for b in other.bad_rows if b.file == file])
+        self.notes.update(other.notes)
+
+    def check(self, max_bad_fraction: float) -> None:
+        """Raise DataError for the first file whose share of malformed rows is too high."""
+        for file, stats in self.per_file.items():
+            n, n_bad = stats["n_rows"], stats["n_bad"]
+            if n_bad and n_bad > max_bad_fraction * n:
+                first = [b.where() for b in self.bad_rows if b.file == file][:_QUOTED]
+                raise DataError(
+                    f"{file}: {n_bad} of {n} rows ({n_bad / max(n, 1):.1%}) are malformed, more than "
+                    f"data.max_bad_fraction={max_bad_fraction}. By reason: {stats['reasons']}. "
+                    f"First bad rows: {'; '.join(first)}. Fix: clean the file (every bad row is listed "
+                    f"in bad_rows.jsonl of the run directory) or raise data.max_bad_fraction."
+                )
+
+    def to_dict(self) -> dict:
+        return {"n_rows": self.n_rows, "n_bad": self.n_bad, "reasons": dict(self.reasons),
+                "per_file": self.per_file, "notes": self.notes}
+
+    def save(self, run_dir: str) -> None:
+        """Write data_report.json (counts) and bad_rows.jsonl (one malformed row per line)."""
+        os.makedirs(run_dir, exist_ok=True)
+        _write_atomic(os.path.join(run_dir, "data_report.json"), json.dumps(self.to_dict(), indent=2) + "\n")
+        lines = [json.dumps({"file": b.file, "row": b.row, "reason": b.reason, "raw": b.raw},
+                            ensure_ascii=False) for b in self.bad_rows]
+        _write_atomic(os.path.join(run_dir, "bad_rows.jsonl"), "".join(line + "\n" for line in lines))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    # A crash mid-write must not leave a truncated report that looks complete.
+    tmp = os.fspath(path) + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
