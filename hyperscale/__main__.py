@@ -1,0 +1,5 @@
+import sys
+
+from hyperscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""Rows -> tensors: tokenise each item once, batch rows with their condition ids.
+
+A data set of annotations repeats each item's text once per annotator, so texts
+are tokenised per unique item and rows point at them. The sampler shards every
+epoch's permutation by rank so that no row is repeated or skipped in an epoch,
+and its position is part of every checkpoint (exact resume).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass
+class EncodedRows:
+    """One split, ready to batch. Row-level arrays are aligned with the source frame."""
+
+    item_tokens: list[list[int]]  # token ids of each unique item
+    row_item: np.ndarray  # (n_rows,) index into item_tokens
+    labels: np.ndarray  # (n_rows,) class index
+    conditions: dict[str, np.ndarray]  # field -> (n_rows,) condition index, -1 = unknown
+    annotators: np.ndarray  # (n_rows,) raw annotator ids, for per-annotator metrics
+    item_ids: np.ndarray  # (n_rows,) raw item ids
+
+    def __len__(self) -> int:
+        return len(self.row_item)
+
+    def n_tokens(self, rows: np.ndarray) -> int:
+        return int(sum(len(self.item_tokens[i]) for i in self.row_item[rows]))
+
+
+def encode_rows(frame: pd.DataFrame, tokenizer, vocab, labels: list[str], fields: list[str],
+                max_length: int, prompt_template: str | None = None) -> EncodedRows:
+    """Tokenise the unique items of `frame` and map labels and condition ids to indices."""
+    label_index = {name: i for i, name in enumerate(labels)}
+    items = frame.drop_duplicates("item_id")[["item_id", "text"]]
+    texts = items["text"].tolist()
+    if prompt_template is not None:
+        texts = [prompt_template.format(text=t) for t in texts]
+        # Keep the end of a long prompt: the answer cue the LM head reads is there.
+        tokenizer.truncation_side = "left"
+    enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)
+    position = {item: i for i, item in enumerate(items["item_id"].tolist())}
+    unknown_labels = sorted(set(frame["label"]) - set(label_index))
+    if unknown_labels:
+        raise ValueError(f"labels {unknown_labels[:5]} are not among the training labels {labels}")
+    conditions = {f: np.asarray(vocab.index(f, frame[f].astype(str).tolist()), dtype=np.int64) for f in fields}
+    return EncodedRows(
+        item_tokens=[list(ids) for ids in enc["input_ids"]],
+        row_item=frame["item_id"].map(position).to_numpy(np.int64),
+        labels=frame["label"].map(label_index).to_numpy(np.int64),
+        conditions=conditions,
+        annotators=frame["annotator"].astype(str).to_numpy(),
+        item_ids=frame["item_id"].astype(str).to_numpy(),
+    )
+
+
+def collate(rows_data: EncodedRows, rows: np.ndarray, pad_id: int, device: torch.device | str = "cpu") -> dict:
+    """Batch of rows -> padded tensors (right padding) with condition ids per row."""
+    seqs = [rows_data.item_tokens[i] for i in rows_data.row_item[rows]]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[b, : len(s)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask,
+             "labels": torch.from_numpy(rows_data.labels[rows]),
+             "row_index": torch.from_numpy(np.asarray(rows, dtype=np.int64))}
+    for field, values in rows_data.conditions.items():
+        batch[f"cond_{field}"] = torch.from_numpy(values[rows])
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+class EpochSampler:
+    """Row indices for one rank, epoch after epoch, with a resumable position.
+
+    Each epoch is a permutation seeded by (seed, epoch). Rank r takes every
+    world-th row of it, and every rank cuts its share into the same number of
+    batches (`np.array_split`, so sizes differ by at most one and none is empty
+    while there are at least as many rows per rank as batches): every row is
+    seen exactly once per epoch and all ranks step in lockstep.
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n_rows < world_size:
+            raise ValueError(f"{n_rows} training rows cannot be shared by {world_size} workers")
+        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = math.ceil(math.ceil(n_rows / world_size) / batch_size)
+        self.epoch, self.position = 0, 0
+        self._batches = None
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+        share = perm[self.rank :: self.world_size]
+        return np.array_split(share, min(self.batches_per_epoch, len(share)))
+
+    def next_batch(self) -> np.ndarray:
+        if self._batches is None:
+            self._batches = self._epoch_batches(self.epoch)
+        if self.position >= len(self._batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._epoch_batches(self.epoch)
+        batch = self._batches[self.position]
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
+                "n_rows": self.n_rows, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["n_rows"] != self.n_rows or state["seed"] != self.seed:
+            raise ValueError("sampler state belongs to other data or another seed")
+        self.epoch, self.position, self._batches = state["epoch"], state["position"], None

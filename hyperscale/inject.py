@@ -1,0 +1,152 @@
+"""Adapter injection: wrap target modules so each adds its row's low-rank update.
+
+A wrapped layer computes `y = base(x) + scale * B[idx] (A[idx] x)` for every row
+through the one batched op in hyperscale.lowrank. It does not own A and B: the
+model generates them once per forward (for the unique conditions of the batch)
+and publishes them, with each sequence's condition index, on a shared
+`AdapterState`. The state is only replaced by the next forward, so activation
+checkpointing's recomputation, which runs this layer again during backward,
+sees the very same generated tensors (tests/test_inject.py holds the gradients
+equal with and without checkpointing).
+
+Backend differences (plain Linear, bitsandbytes Linear4bit / Linear8bitLt,
+GPT-2 Conv1D) reduce to one question, the (d_in, d_out) of the base layer,
+answered by the small dispatch in `layer_dims`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hyperscale.errors import ConfigError
+from hyperscale.lowrank import lowrank_update
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One adapted module: where it sits and its shape."""
+
+    name: str  # full module name in the body
+    kind: str  # the target pattern it matched, e.g. "q_proj"
+    layer: int  # transformer block index
+    d_in: int
+    d_out: int
+
+
+@dataclass
+class AdapterState:
+    """What the model publishes for one forward; read by every wrapped layer."""
+
+    weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # name -> (A (U,r,d_in), B (U,d_out,r))
+    seq_index: torch.Tensor | None = None  # (B,) condition index of each sequence
+    enabled: bool = True
+    _row_cache: dict = field(default_factory=dict)
+
+    def publish(self, weights, seq_index):
+        self.weights, self.seq_index, self._row_cache = weights, seq_index, {}
+
+    def row_index(self, lead_shape: torch.Size) -> torch.Tensor:
+        """(N,) condition of each flattened row, for inputs shaped (B, T, d) or (B, d)."""
+        key = tuple(lead_shape)
+        idx = self._row_cache.get(key)
+        if idx is None:
+            per_seq = self.seq_index
+            rows_per_seq = int(torch.Size(lead_shape).numel()) // per_seq.shape[0]
+            idx = per_seq.repeat_interleave(rows_per_seq).contiguous()
+            self._row_cache[key] = idx
+        return idx
+
+
+# -- dispatch: (d_in, d_out) of each supported base layer ------------------------------
+
+def _linear_dims(module):
+    return (module.in_features, module.out_features) if isinstance(module, nn.Linear) else None  # bnb layers subclass nn.Linear
+
+
+def _conv1d_dims(module):
+    if type(module).__name__ == "Conv1D":  # transformers.pytorch_utils.Conv1D, weight (d_in, d_out)
+        return tuple(module.weight.shape)
+    return None
+
+
+DIMS_DISPATCH = (_conv1d_dims, _linear_dims)
+
+
+def layer_dims(module: nn.Module) -> tuple[int, int] | None:
+    for dispatch in DIMS_DISPATCH:
+        dims = dispatch(module)
+        if dims is not None:
+            return dims
+    return None
+
+
+class LowRankAdapted(nn.Module):
+    """A frozen base layer plus the per-row generated low-rank update."""
+
+    def __init__(self, base: nn.Module, spec: ModuleSpec, state: AdapterState, scale: float,
+                 backend: str = "auto", deterministic: bool = False):
+        super().__init__()
+        self.base, self.spec, self.scale = base, spec, scale
+        self.backend, self.deterministic = backend, deterministic
+        self._state = [state]  # a list, so the state is not registered as a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)  # (..., d_out)
+        state = self._state[0]
+        weights = state.weights.get(self.spec.name) if state.enabled else None
+        if weights is None:
+            return y
+        A, B = weights
+        lead = x.shape[:-1]
+        out = lowrank_update(
+            y.reshape(-1, self.spec.d_out),
+            x.reshape(-1, self.spec.d_in).to(y.dtype),
+            A.to(y.dtype), B.to(y.dtype),
+            state.row_index(lead), self.scale,
+            backend=self.backend, deterministic=self.deterministic,
+        )
+        return out.view(y.shape)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], name) is not None
+    return name == pattern or name.endswith("." + pattern)
+
+
+def _layer_number(name: str, fallback: int) -> int:
+    numbers = [int(p) for p in name.split(".") if p.isdigit()]
+    return numbers[0] if numbers else fallback
+
+
+def inject_adapters(body: nn.Module, target_modules: list[str], scale: float, backend: str = "auto",
+                    deterministic: bool = False) -> tuple[AdapterState, list[ModuleSpec]]:
+    """Wrap every module of `body` whose name matches a target; returns the shared state and specs."""
+    state = AdapterState()
+    specs: list[ModuleSpec] = []
+    found = []
+    for name, module in list(body.named_modules()):
+        pattern = next((p for p in target_modules if _matches(name, p)), None)
+        if pattern is None or isinstance(module, LowRankAdapted):
+            continue
+        dims = layer_dims(module)
+        if dims is None:
+            raise ConfigError("adapter.target_modules", f"'{name}' ({type(module).__name__}) is not a Linear, "
+                              "bitsandbytes Linear or Conv1D layer.", "target its projections instead.")
+        kind = pattern[3:] if pattern.startswith("re:") else pattern
+        spec = ModuleSpec(name=name, kind=kind, layer=_layer_number(name, len(found)), d_in=dims[0], d_out=dims[1])
+        found.append((name, module, spec))
+    if not found:
+        sample = [n for n, m in body.named_modules() if layer_dims(m) is not None][:6]
+        raise ConfigError("adapter.target_modules", f"{target_modules} matched no module of this model.",
+                          f"use suffixes of its projection names, e.g. {sample}.")
+    for name, module, spec in found:
+        parent_name, _, child = name.rpartition(".")
+        parent = body.get_submodule(parent_name) if parent_name else body
+        setattr(parent, child, LowRankAdapted(module, spec, state, scale, backend, deterministic))
+        specs.append(spec)
+    return state, specs

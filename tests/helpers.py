@@ -1,0 +1,27 @@
+"""Small builders shared by tests: tiny configs and hand-made batches."""
+
+import torch
+
+from hyperscale.config import build_config
+
+
+def tiny_config(*overrides, family="llama"):
+    targets = {"llama": "[q_proj,v_proj]", "bert": "[query,value]", "gpt2": "[c_attn]"}[family]
+    base = {"data": {"source": "synthetic"}, "model": {"name_or_path": f"tiny-random-{family}", "max_length": 32},
+            "train": {"progress_bar": False}}
+    return build_config(base, [f"adapter.target_modules={targets}", *overrides])
+
+
+def make_batch(n=12, seq=10, vocab=1000, n_annotators=3, n_classes=2, seed=0, tasks=0, languages=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(seq // 2, seq + 1, (n,), generator=g)
+    ids = torch.randint(10, vocab, (n, seq), generator=g)
+    mask = (torch.arange(seq)[None] < lengths[:, None]).long()
+    batch = {"input_ids": ids * mask + 2 * (1 - mask), "attention_mask": mask,
+             "labels": torch.randint(0, n_classes, (n,), generator=g),
+             "cond_annotator": torch.randint(0, n_annotators, (n,), generator=g)}
+    if tasks:
+        batch["cond_task"] = torch.randint(0, tasks, (n,), generator=g)
+    if languages:
+        batch["cond_language"] = torch.randint(0, languages, (n,), generator=g)
+    return batch
