@@ -10,7 +10,12 @@ ConvAbuse (Cercas Curry, Abercrombie, Rieser, EMNLP 2021; CC BY 4.0)
     "agent: <prev_agent>\\nuser: <prev_user>\\nagent: <agent>\\nuser: <user>".
     Two pairs of train examples have identical conv_id and turns (example_id 1201/1204
     and 3965/3967) and are therefore one item each, so the splits hold 4,183 items
-    (the full CSV, whose turn texts differ slightly for those, groups into 4,185).
+    (the full CSV, whose turn texts differ slightly for those, groups into 4,185); the
+    annotators who labelled both examples of a pair add 5 (item, annotator) repeats to
+    the 357.
+    The published splits are kept as they are although they overlap by two items: one
+    test item (3 annotations) is also a train item and another is also a valid item;
+    load_data reports this as notes["eval_items_also_in_train"].
     label_scheme "binary": not_abusive (is_abuse.1 and the ambiguous is_abuse.0) vs
     abusive (is_abuse.-1..-3). "five": the authors' scale, mildest first.
 

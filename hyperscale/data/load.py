@@ -84,6 +84,9 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
                         f"data.label_column, or list the classes in data.labels.")
 
     report.notes.update(_notes(train, "train") | _notes(eval_, "eval"))
+    # Only possible with given eval files / published splits (an item split never overlaps);
+    # reported, not fixed, because the split is the authors' or the user's.
+    report.notes["eval_items_also_in_train"] = len(set(eval_["item_id"]) & set(train["item_id"]))
     if run_dir is not None:
         report.save(run_dir)  # again, now with the notes about the final frames
     return PerspectivistData(train=train, eval=eval_, labels=labels, report=report)
