@@ -203,3 +203,19 @@ def test_non_utf8_row_flagged_in_jsonl_and_parquet_binary(tmp_path):
                              "annotator": ["a", "b"], "label": ["1", "0"]}), tmp_path / "r.parquet")
     frame, bad, _ = read_file(str(tmp_path / "r.parquet"), _cfg([str(tmp_path / "r.parquet")]), None)
     assert frame["text"].tolist() == ["fine"] and [(b.row, b.reason) for b in bad] == [(2, "non_utf8")]
+
+
+def test_ragged_csv_is_an_error_not_a_silent_shift(tmp_path):
+    # pandas alone would take the 2 extra fields of the first row as an index and shift columns.
+    first = tmp_path / "first.csv"
+    first.write_text("text,annotator,label\na,b,c,d,e\nf,g,h\n")
+    later = tmp_path / "later.csv"
+    later.write_text("text,annotator,label\nf,g,h\na,b,c,d,e\n")
+    for path, needle in ((first, "does not match length of data"), (later, "Expected 3 fields in line 3, saw 5")):
+        with pytest.raises(DataError) as e:
+            read_file(str(path), _cfg([str(path)]), None)
+        assert str(path) in str(e.value) and needle in str(e.value)
+    short = tmp_path / "short.csv"
+    short.write_text("text,annotator,label\nf,g\nk,l,m\n")
+    frame, bad, _ = read_file(str(short), _cfg([str(short)]), None)
+    assert frame["text"].tolist() == ["k"] and [(b.row, b.reason) for b in bad] == [(1, "missing_label")]

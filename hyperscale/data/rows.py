@@ -26,6 +26,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -114,20 +115,30 @@ def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> 
     if fmt == "csv":
         # Every column as a string, empty cells as "" (not NaN): annotator ids like "007"
         # and labels like "1" must survive exactly as written.
-        with open(load_path, encoding="utf-8", newline="") as f:
+        # utf-8-sig: pandas drops a leading byte-order mark from the header, so must we.
+        with open(load_path, encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f), [])
         if not header:
             raise DataError(f"data file {shown_path!r} is empty (no header row). Fix: add a header naming "
                             f"the columns, or remove the file from the config.")
+        # index_col=False: otherwise pandas silently takes extra leading fields of a ragged
+        # first row as an index and shifts every column; with it, that is a ParserWarning
+        # (raised below) and a ragged later row a ParserError, both reported with the file.
         kwargs = dict(features=datasets.Features({c: datasets.Value("string") for c in header}),
-                      keep_default_na=False, na_values=[])
+                      keep_default_na=False, na_values=[], index_col=False)
     progress_was_on = datasets.utils.logging.is_progress_bar_enabled()
     datasets.utils.logging.disable_progress_bar()
     try:
-        ds = datasets.load_dataset(fmt, data_files=load_path, split="train", cache_dir=os.path.join(tmp, "cache"),
-                                   keep_in_memory=True, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            ds = datasets.load_dataset(fmt, data_files=load_path, split="train",
+                                       cache_dir=os.path.join(tmp, "cache"), keep_in_memory=True, **kwargs)
     except Exception as e:  # a parser error must name the file, not a cache path
-        raise DataError(f"data file {shown_path!r} could not be parsed as {fmt}: {type(e).__name__}: {e}. "
+        root = e
+        while root.__cause__ is not None:  # datasets wraps the parser's own (useful) message
+            root = root.__cause__
+        raise DataError(f"data file {shown_path!r} could not be parsed as {fmt}: {type(root).__name__}: "
+                        f"{str(root).strip().rstrip('.')}. "
                         f"Fix: repair the file (e.g. unbalanced quotes or a wrong number of fields).") from e
     finally:
         if progress_was_on:
@@ -190,7 +201,7 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig,
         flag([y not in known for y in cells["label"]], "unknown_label")
 
     good = reason == None  # noqa: E711
-    bad = [BadRow(file=path, row=i + 1, reason=reason[i], raw={c: _show(raw[c][i]) for c in raw})
+    bad = [BadRow(file=path, row=int(i) + 1, reason=reason[i], raw={c: _show(raw[c][i]) for c in raw})
            for i in np.flatnonzero(~good)]
     idx = np.flatnonzero(good)
     text = [cells["text"][i] for i in idx]
