@@ -27,10 +27,10 @@ import torch
 import torch.distributed as dist
 
 from hyperscale.config import RunConfig
-from hyperscale.data import ConditionVocab, load_data
+from hyperscale.data import load_data
 from hyperscale.data.batches import EncodedRows, EpochSampler, collate, encode_rows
 from hyperscale.evaluation import majority_reference, perspectivist_metrics
-from hyperscale.model import CATEGORICAL, PerspectivistModel, build_model
+from hyperscale.model import PerspectivistModel, build_model
 
 
 @dataclass
@@ -122,11 +122,6 @@ def build_engine(model: PerspectivistModel, cfg: RunConfig):
     return engine, optimizer, scheduler
 
 
-def condition_fields(cfg: RunConfig, frame) -> list[str]:
-    """Categorical fields to index: the annotator always (metrics, onboarding) plus task/language when present."""
-    return [f for f in CATEGORICAL if f == "annotator" or (f in frame.columns and frame[f].notna().all())]
-
-
 @torch.no_grad()
 def predict(model: PerspectivistModel, rows: EncodedRows, batch_size: int, pad_id: int,
             device: torch.device, ctx: DistContext | None = None) -> np.ndarray:
@@ -192,11 +187,11 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
         cfg.save(str(run_dir / "config.yaml"))
     seed_everything(cfg.train.seed)
 
-    data = load_data(cfg.data)
-    fields = condition_fields(cfg, data.train)
-    vocab = ConditionVocab.from_frame(data.train, fields)
+    # Rank 0 writes data_report.json and bad_rows.jsonl, before any DataError is raised.
+    data = load_data(cfg.data, run_dir=str(run_dir) if ctx.is_main else None)
+    fields = data.condition_fields()
+    vocab = data.condition_vocab()  # train ids only: eval-only annotators get the fallback
     if ctx.is_main:
-        data.report.save(run_dir)
         vocab.save(run_dir / "vocab.json")
         (run_dir / "labels.json").write_text(json.dumps(data.labels))
 
@@ -222,9 +217,13 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     t = cfg.train
     progress = None
     if ctx.is_main and t.progress_bar:
+        import sys
+
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=t.max_steps, desc="train", unit="step", dynamic_ncols=True)
+        # In a log file (ray job logs, CI) a redraw per step is noise: one line every 10 s.
+        progress = tqdm(total=t.max_steps, desc="train", unit="step", dynamic_ncols=True,
+                        mininterval=0.1 if sys.stderr.isatty() else 10.0)
 
     engine.train()
     window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "time": 0.0}
