@@ -171,14 +171,14 @@ def _segment_outer_kernel(
     pid = tl.program_id(0)
     if DETERMINISTIC:
         u = pid
-        lo = tl.load(seg_lo_ptr + u)
-        hi = tl.load(seg_hi_ptr + u)
+        lo = tl.load(seg_lo_ptr + pid)
+        hi = tl.load(seg_hi_ptr + pid)
     else:
         u = tl.load(tile_adapter_ptr + pid)
-        if u < 0:
-            return
         lo = tl.load(tile_lo_ptr + pid)
         hi = tl.load(tile_hi_ptr + pid)
+    if u < 0:  # padding tile (atomic path only); kept outside the constexpr branch: a top-level early return
+        return
     j = tl.arange(0, BLOCK_R)
     j_mask = j < R
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -214,7 +214,7 @@ def _dot_flags(dtype: torch.dtype, device: torch.device) -> dict:
 
 
 def _block_r(r: int) -> int:
-    return max(16, triton.next_power_of_2(r))  # tl.dot needs every dim >= 16
+    return max(16, triton.next_power_of_2(r))  # r is the reduced dim of the expand dot: K >= 16
 
 
 def build_tiles(idx: torch.Tensor, n_adapters: int, block_n: int = BLOCK_N) -> dict[str, torch.Tensor]:
@@ -233,7 +233,7 @@ def build_tiles(idx: torch.Tensor, n_adapters: int, block_n: int = BLOCK_N) -> d
     # scatter-add instead of bincount: bincount syncs to size its output, and an
     # out-of-range idx fails loudly here instead of being silently dropped.
     counts = torch.zeros(n_adapters, dtype=torch.int64, device=device)
-    counts.index_add_(0, idx, torch.ones_like(idx))
+    counts.index_add_(0, idx, torch.ones(idx.shape, dtype=torch.int64, device=device))
     seg_hi = counts.cumsum(0)  # (U,)
     seg_lo = seg_hi - counts
     tiles_per = (counts + block_n - 1) // block_n
