@@ -51,7 +51,9 @@ import triton.language as tl
 # Rows per tile. Each adapter's last tile is partly masked, so up to
 # U * (BLOCK_N - 1) rows of work are wasted; per-instance adapters have
 # segments of one sequence (a few hundred tokens), where 32 keeps that small.
-# 32 is also the smallest M that keeps tl.dot on tensor cores with room to spare.
+# BLOCK_N is also the reduced dim of segment_outer's dot, which must be >= 16.
+# At 32 rows sm_90 gets mma.sync m16n8k16, not wgmma (64-row tiles): fine for
+# an op that is memory-bound while r << d.
 BLOCK_N = 32
 # Column blocks along d_in (shrink reduction) and d_out / d_in (expand output,
 # segment_outer output). Not tuned on a GPU yet; see hyperscale/bench/kernels.py.
