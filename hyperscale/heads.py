@@ -4,6 +4,13 @@
 - `VerbalizerHead`: the frozen LM head read at the first token of each label's
   verbalizer (task=causal_lm: prompt -> one-token completion). Its `lm_logits`
   gives the full-vocabulary logits the LM loss is computed on.
+- `AnnotatorEmbeddingHead` (adapter.kind=annotator_embedding, AART / Deng et al.
+  style): a learned annotator embedding added to the pooled representation, then
+  a RoBERTa-style dense + tanh + linear classifier.
+- `MultiHead` (adapter.kind=multi_head, Davani et al. style): one linear head per
+  annotator, stored as one (n_annotators, H, C) tensor and gathered per row.
+Unknown annotators (index -1) get the mean embedding / the mean head
+(`sources.gather_rows`); `annotator_tables()` lists what onboarding may grow.
 """
 
 from __future__ import annotations
@@ -11,14 +18,68 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hyperscale.sources import gather_rows
+
 
 class ClassHead(nn.Module):
     def __init__(self, hidden: int, n_classes: int):
         super().__init__()
         self.proj = nn.Linear(hidden, n_classes)
 
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        return []
+
     def forward(self, pooled: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.proj(pooled.to(self.proj.weight.dtype))
+
+
+class AnnotatorEmbeddingHead(nn.Module):
+    """logits = out(tanh(dense(pooled + e[annotator]))).
+
+    Why the dense + tanh: AART adds its annotator embedding to RoBERTa's [CLS]
+    vector, whose classification head is exactly dense -> tanh -> out_proj. With a
+    bare linear head the embedding would only add a per-annotator bias to the
+    logits, which cannot express "this annotator cares about another word".
+    The table starts at zero, so the first forward is the perspective-blind model.
+    """
+
+    def __init__(self, hidden: int, n_classes: int, n_annotators: int):
+        super().__init__()
+        self.annotator = nn.Embedding(n_annotators, hidden)
+        nn.init.zeros_(self.annotator.weight)
+        self.dense = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, n_classes)
+
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        return [(self.annotator, "weight")]
+
+    def forward(self, pooled: torch.Tensor, batch: dict) -> torch.Tensor:
+        emb = gather_rows(self.annotator.weight, batch["cond_annotator"])  # (B, H)
+        h = pooled.to(emb.dtype) + emb
+        return self.out(torch.tanh(self.dense(h)))  # (B, C)
+
+
+class MultiHead(nn.Module):
+    """One linear head per annotator over the shared pooled representation.
+
+    weight (n, H, C), bias (n, C). Every annotator's head starts as the same
+    nn.Linear initialisation, so the first forward is one shared head.
+    """
+
+    def __init__(self, hidden: int, n_classes: int, n_annotators: int):
+        super().__init__()
+        init = nn.Linear(hidden, n_classes)
+        self.weight = nn.Parameter(init.weight.detach().t().clone()[None].repeat(n_annotators, 1, 1))  # (n, H, C)
+        self.bias = nn.Parameter(init.bias.detach().clone()[None].repeat(n_annotators, 1))  # (n, C)
+
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        return [(self, "weight"), (self, "bias")]
+
+    def forward(self, pooled: torch.Tensor, batch: dict) -> torch.Tensor:
+        ids = batch["cond_annotator"]
+        W = gather_rows(self.weight, ids)  # (B, H, C)
+        b = gather_rows(self.bias, ids)  # (B, C)
+        return torch.einsum("bh,bhc->bc", pooled.to(W.dtype), W) + b
 
 
 class VerbalizerHead(nn.Module):
@@ -26,6 +87,9 @@ class VerbalizerHead(nn.Module):
         super().__init__()
         self.lm_head = lm_head  # frozen
         self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        return []
 
     def lm_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.lm_head(pooled).float()  # (B, vocab)

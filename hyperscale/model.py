@@ -19,10 +19,11 @@ from torch import nn
 
 from hyperscale.backbones import Backbone, load_backbone
 from hyperscale.config import RunConfig
-from hyperscale.heads import ClassHead, VerbalizerHead, pool
+from hyperscale.errors import ConfigError
+from hyperscale.heads import AnnotatorEmbeddingHead, ClassHead, MultiHead, VerbalizerHead, pool
 from hyperscale.hypernet import HyperNetwork
 from hyperscale.inject import AdapterState, ModuleSpec, inject_adapters
-from hyperscale.sources import HyperLoRASource, SharedLoRASource
+from hyperscale.sources import HyperLoRASource, PerAnnotatorLoRASource, SharedLoRASource, lora_param_count
 
 CATEGORICAL = ("annotator", "task", "language")
 
@@ -70,13 +71,19 @@ class PerspectivistModel(nn.Module):
     def n_trainable(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        """(module, attribute) of every parameter indexed by annotator on dim 0."""
+        return self.source.annotator_tables() + self.head.annotator_tables()
+
+    def params_per_annotator(self) -> int:
+        """Trainable parameters one more annotator adds (0 for the perspective-blind kinds)."""
+        return sum(getattr(m, a)[0].numel() for m, a in self.annotator_tables())
+
 
 def verbalizer_ids(tokenizer, words: list[str]) -> list[int]:
     """First token of ' word' for each label; distinct first tokens are required."""
     ids = [tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in words]
     if len(set(ids)) != len(ids):
-        from hyperscale.errors import ConfigError
-
         raise ConfigError("model.verbalizers", f"{words} do not start with distinct tokens ({ids}).",
                           "choose label words whose first tokens differ, e.g. [no, yes].")
     return ids
@@ -97,26 +104,68 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
         backbone.body.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     uses_instance = a.kind == "hyper_lora" and "instance" in a.conditions
-    if a.kind == "hyper_lora":
-        fields = [c for c in a.conditions if c in CATEGORICAL]
-        hypernet = HyperNetwork(a.hypernet, specs, a.rank, {f: condition_sizes[f] for f in fields},
-                                instance_in=backbone.hidden_size if uses_instance else None)
-        source = HyperLoRASource(hypernet, fields, uses_instance)
-    elif a.kind == "shared_lora":
-        source = SharedLoRASource(specs, a.rank)
-    else:
-        raise NotImplementedError(f"adapter.kind={a.kind} is not built yet")
-
-    if cfg.model.task == "causal_lm":
-        words = cfg.model.verbalizers or labels
-        if len(words) != len(labels):
-            from hyperscale.errors import ConfigError
-
-            raise ConfigError("model.verbalizers", f"{len(words)} words for {len(labels)} labels {labels}.")
-        head = VerbalizerHead(backbone.lm_head, verbalizer_ids(backbone.tokenizer, words))
-    else:
-        head = ClassHead(backbone.hidden_size, len(labels))
+    if a.kind in ANNOTATOR_HEAD_KINDS and cfg.model.task != "classification":
+        raise ConfigError("adapter.kind", f"{a.kind} trains its own classifier over the pooled representation; "
+                          f"model.task={cfg.model.task} reads the frozen LM head instead.",
+                          "set model.task=classification for this baseline.")
+    source = SOURCE_BUILDERS[a.kind](cfg, specs, condition_sizes, backbone, len(labels))
+    head = HEAD_BUILDERS[a.kind](cfg, backbone, labels, condition_sizes)
     pooling = cfg.model.pooling
     if pooling == "auto":
         pooling = "first" if backbone.is_encoder else "last"
     return PerspectivistModel(backbone, source, head, state, specs, pooling, uses_instance, cfg.model.task)
+
+
+# -- dispatch: adapter.kind -> adapter source and head --------------------------------
+
+def _hyper_source(cfg, specs, sizes, backbone, n_classes):
+    a = cfg.adapter
+    uses_instance = "instance" in a.conditions
+    fields = [c for c in a.conditions if c in CATEGORICAL]
+    hypernet = HyperNetwork(a.hypernet, specs, a.rank, {f: sizes[f] for f in fields},
+                            instance_in=backbone.hidden_size if uses_instance else None)
+    return HyperLoRASource(hypernet, fields, uses_instance)
+
+
+def _shared_source(cfg, specs, sizes, backbone, n_classes):
+    return SharedLoRASource(specs, cfg.adapter.rank)
+
+
+def _per_annotator_source(cfg, specs, sizes, backbone, n_classes):
+    a, n = cfg.adapter, sizes["annotator"]
+    # Checked before any table is allocated: 100,000 annotators x r=8 on SmolLM2's
+    # q/v would be ~11 G parameters, which must fail in a second, not in an OOM.
+    need = n * lora_param_count(specs, a.rank) + (backbone.hidden_size + 1) * n_classes
+    if need > a.max_trainable_params:
+        raise ConfigError(
+            "adapter.max_trainable_params",
+            f"per_annotator_lora needs {need:,} trainable parameters ({n:,} annotators x "
+            f"{lora_param_count(specs, a.rank):,} per LoRA at rank {a.rank}), over the bound {a.max_trainable_params:,}.",
+            f"raise adapter.max_trainable_params to at least {need:,}, lower adapter.rank or "
+            f"adapter.target_modules, or use adapter.kind=hyper_lora, whose size does not grow with annotators.")
+    return PerAnnotatorLoRASource(specs, a.rank, n)
+
+
+def _plain_head(cfg, backbone, labels, sizes):
+    if cfg.model.task == "causal_lm":
+        words = cfg.model.verbalizers or labels
+        if len(words) != len(labels):
+            raise ConfigError("model.verbalizers", f"{len(words)} words for {len(labels)} labels {labels}.")
+        return VerbalizerHead(backbone.lm_head, verbalizer_ids(backbone.tokenizer, words))
+    return ClassHead(backbone.hidden_size, len(labels))
+
+
+def _embedding_head(cfg, backbone, labels, sizes):
+    return AnnotatorEmbeddingHead(backbone.hidden_size, len(labels), sizes["annotator"])
+
+
+def _multi_head(cfg, backbone, labels, sizes):
+    return MultiHead(backbone.hidden_size, len(labels), sizes["annotator"])
+
+
+SOURCE_BUILDERS = {"hyper_lora": _hyper_source, "shared_lora": _shared_source,
+                   "annotator_embedding": _shared_source, "multi_head": _shared_source,
+                   "per_annotator_lora": _per_annotator_source}
+HEAD_BUILDERS = {"hyper_lora": _plain_head, "shared_lora": _plain_head, "per_annotator_lora": _plain_head,
+                 "annotator_embedding": _embedding_head, "multi_head": _multi_head}
+ANNOTATOR_HEAD_KINDS = ("annotator_embedding", "multi_head")

@@ -29,7 +29,9 @@ import torch.distributed as dist
 from hyperscale.config import RunConfig
 from hyperscale.data import load_data
 from hyperscale.data.batches import EncodedRows, EpochSampler, collate, encode_rows
-from hyperscale.evaluation import majority_reference, perspectivist_metrics
+from hyperscale.aggregation import label_distribution, prepare_train_frame
+from hyperscale.evaluation import (majority_reference, majority_vote_metrics, per_annotator_nll, perspectivist_metrics,
+                                   soft_label_metrics, write_per_annotator_csv)
 from hyperscale.model import PerspectivistModel, build_model
 
 
@@ -124,13 +126,17 @@ def build_engine(model: PerspectivistModel, cfg: RunConfig):
 
 @torch.no_grad()
 def predict(model: PerspectivistModel, rows: EncodedRows, batch_size: int, pad_id: int,
-            device: torch.device, ctx: DistContext | None = None) -> np.ndarray:
-    """Class predictions for every row; rows are split across ranks and gathered."""
+            device: torch.device, ctx: DistContext | None = None, return_probs: bool = False):
+    """Class predictions (n_rows,) for every row; rows are split across ranks and gathered.
+
+    With `return_probs`, returns (preds, probs (n_rows, C) softmax of the logits).
+    """
     was_training = model.training
     model.eval()
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
     mine = np.arange(len(rows))[rank::world]
     preds = np.zeros(len(rows), dtype=np.int64)
+    probs = None
     # ZeRO-3 gathers parameters collectively: every rank must run the same number of forwards.
     n_batches = int(np.ceil(int(np.ceil(len(rows) / world)) / batch_size))
     for b in range(n_batches):
@@ -141,21 +147,34 @@ def predict(model: PerspectivistModel, rows: EncodedRows, batch_size: int, pad_i
             continue
         logits = model(collate(rows, chunk, pad_id, device))["logits"]
         preds[chunk] = logits.argmax(-1).cpu().numpy()
+        if return_probs:
+            if probs is None:
+                probs = np.zeros((len(rows), logits.shape[-1]), dtype=np.float32)
+            probs[chunk] = torch.softmax(logits.float(), -1).cpu().numpy()
     if world > 1:
         gathered = [None] * world
-        dist.all_gather_object(gathered, (mine, preds[mine]))
-        for idx, p in gathered:
+        dist.all_gather_object(gathered, (mine, preds[mine], probs[mine] if return_probs else None))
+        for idx, p, q in gathered:
             preds[idx] = p
+            if return_probs:
+                probs[idx] = q
     model.train(was_training)
-    return preds
+    return (preds, probs) if return_probs else preds
 
 
 def evaluate(model, rows: EncodedRows, labels: list[str], train_majority: int, cfg: RunConfig, pad_id: int,
-             device, ctx: DistContext | None = None) -> dict:
-    preds = predict(model, rows, cfg.eval.batch_size, pad_id, device, ctx)
+             device, ctx: DistContext | None = None, train_prior: np.ndarray | None = None) -> dict:
+    preds, probs = predict(model, rows, cfg.eval.batch_size, pad_id, device, ctx, return_probs=True)
     m = cfg.eval.min_items_per_annotator
     metrics = perspectivist_metrics(rows.labels, preds, rows.annotators, labels, m, majority_class=train_majority)
-    metrics["majority_baseline"] = majority_reference(rows.labels, rows.annotators, labels, train_majority, m)
+    metrics.update(soft_label_metrics(rows.labels, probs, rows.item_ids, len(labels)))
+    metrics.update(majority_vote_metrics(rows.labels, preds, rows.item_ids, len(labels), train_majority))
+    known = set(rows.annotators[rows.conditions["annotator"] >= 0]) if "annotator" in rows.conditions else set()
+    for ann, nll in per_annotator_nll(rows.labels, probs, rows.annotators).items():
+        metrics["per_annotator"][ann].update(nll=nll, known=ann in known)
+    metrics["params_per_annotator"] = model.params_per_annotator()
+    metrics["majority_baseline"] = majority_reference(rows.labels, rows.annotators, labels, train_majority, m,
+                                                      item_ids=rows.item_ids, prior=train_prior)
     metrics["n_unknown_annotators"] = int(len(np.unique(rows.annotators[rows.conditions["annotator"] < 0])))
     return metrics
 
@@ -191,6 +210,8 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     data = load_data(cfg.data, run_dir=str(run_dir) if ctx.is_main else None)
     fields = data.condition_fields()
     vocab = data.condition_vocab()  # train ids only: eval-only annotators get the fallback
+    # After the vocab: aggregated rows have no annotator, but eval rows keep theirs.
+    data.train = prepare_train_frame(data.train, data.labels, cfg.adapter.kind, cfg.adapter.aggregate_labels)
     if ctx.is_main:
         vocab.save(run_dir / "vocab.json")
         (run_dir / "labels.json").write_text(json.dumps(data.labels))
@@ -204,6 +225,7 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     eval_frame = subsample(data.eval, cfg.eval.max_examples, cfg.train.seed)
     eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
     train_majority = int(np.bincount(train_rows.labels, minlength=len(data.labels)).argmax())
+    train_prior = label_distribution(data.train, data.labels)  # the majority reference's soft prediction
 
     seed_everything(cfg.train.seed)  # identical trainable init on every rank, whatever loading consumed
     model = build_model(cfg, {f: vocab.size(f) for f in fields}, data.labels, backbone)
@@ -253,18 +275,21 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
             log.write(record)
             window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "time": 0.0}
         if t.eval_every and step % t.eval_every == 0 and step != t.max_steps:
-            metrics = evaluate(engine.module, eval_rows, data.labels, train_majority, cfg, pad_id, ctx.device, ctx)
+            metrics = evaluate(engine.module, eval_rows, data.labels, train_majority, cfg, pad_id, ctx.device, ctx,
+                               train_prior=train_prior)
             log.write({"step": step, "split": "eval", **_headline(metrics)})
     if progress is not None:
         progress.close()
 
-    metrics = evaluate(engine.module, eval_rows, data.labels, train_majority, cfg, pad_id, ctx.device, ctx)
+    metrics = evaluate(engine.module, eval_rows, data.labels, train_majority, cfg, pad_id, ctx.device, ctx,
+                               train_prior=train_prior)
     metrics.update(step=t.max_steps, trainable_params=n_trainable, backbone_params=model.backbone_params,
                    adapter_kind=cfg.adapter.kind, labels=data.labels)
     log.write({"step": t.max_steps, "split": "eval", **_headline(metrics)})
     if ctx.is_main:
         save_trainable(engine.module, run_dir / "model")
         _write_json(run_dir / "eval.json", metrics)
+        write_per_annotator_csv(run_dir / "per_annotator.csv", metrics["per_annotator"])
     return metrics
 
 
