@@ -184,8 +184,14 @@ class DistributedConfig:
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
     max_failures: int = 0  # Ray Train restarts of the worker group
-    # Where Ray Train keeps run directories and checkpoints (local path or URI).
+    # Where Ray Train keeps run directories and checkpoints. A local path here;
+    # on a multi-node cluster a folder every node mounts (NFS), since rank 0
+    # writes the run directory (metrics.jsonl, eval.json) and Ray the checkpoints.
     storage_path: str | None = None
+    # A DeepSpeed JSON preset (configs/deepspeed/*.json) whose tuning knobs (buckets,
+    # overlap, ZeRO-3 prefetch) are kept; batch size, accumulation and clipping always
+    # come from train.*, and its ZeRO stage / offload must agree with the keys above.
+    deepspeed_config: str | None = None
 
     def __post_init__(self):
         if self.num_workers < 1:
@@ -194,11 +200,40 @@ class DistributedConfig:
             raise ConfigError("distributed.cpus_per_worker", "must be >= 1.")
         if self.max_failures < -1:
             raise ConfigError("distributed.max_failures", "must be >= -1 (-1: retry forever).")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ConfigError("distributed.offload_optimizer", "optimizer offload is a ZeRO feature; zero_stage is 0.",
+                              "set distributed.zero_stage to 1, 2 or 3.")
+        if self.deepspeed_config is not None:
+            self._check_preset()
+
+    def _check_preset(self):
+        key = "distributed.deepspeed_config"
+        try:
+            with open(self.deepspeed_config, encoding="utf-8") as f:
+                preset = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(key, f"{self.deepspeed_config!r} does not exist (paths are relative to the working directory).",
+                              "use e.g. configs/deepspeed/zero2.json.") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(key, f"{self.deepspeed_config!r} is not valid JSON ({e}).") from None
+        zero = preset.get("zero_optimization", {})
+        stage = zero.get("stage", 0)
+        if stage != self.zero_stage:
+            raise ConfigError("distributed.zero_stage", f"{self.zero_stage}, but the preset {self.deepspeed_config} is "
+                              f"ZeRO stage {stage}.", f"set distributed.zero_stage={stage} or choose another preset.")
+        offload = zero.get("offload_optimizer", {}).get("device", "none") == "cpu"
+        if offload != self.offload_optimizer:
+            raise ConfigError("distributed.offload_optimizer", f"{self.offload_optimizer}, but the preset "
+                              f"{self.deepspeed_config} {'offloads' if offload else 'does not offload'} the optimizer.",
+                              f"set distributed.offload_optimizer={str(offload).lower()} or choose another preset.")
 
 
 @dataclass(kw_only=True)
 class WandbConfig:
-    mode: Literal["offline", "online", "disabled"] = "offline"
+    # auto: online when WANDB_API_KEY is set, else offline (sync later with
+    # `wandb sync <run_dir>/wandb/offline-run-*`). The WANDB_MODE environment
+    # variable, when set, wins (tests pin it to offline).
+    mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     project: str = "hyperscale"
     entity: str | None = None
 
@@ -221,6 +256,7 @@ class RunConfig:
     def __post_init__(self):
         self._check_conditions()
         self._check_kernel()
+        self._check_zero3()
         if self.model.quantization != "none" and self.model.compute_dtype == "float16" and not self.distributed.use_gpu:
             raise ConfigError("model.compute_dtype", "float16 compute on CPU is not supported by bitsandbytes' CPU path.",
                               "use float32 or bfloat16 on CPU.")
@@ -242,6 +278,26 @@ class RunConfig:
         if self.adapter.kernel == "triton" and not self.distributed.use_gpu and os.environ.get("TRITON_INTERPRET") != "1":
             raise ConfigError("adapter.kernel", "triton needs a CUDA device (or TRITON_INTERPRET=1 for slow CPU checks).",
                               "use adapter.kernel=auto, or set distributed.use_gpu=true on a GPU cluster.")
+
+    def _check_zero3(self):
+        if self.distributed.zero_stage != 3:
+            return
+        # ZeRO-3 flattens every parameter, frozen ones too, into per-dtype buffers and
+        # all-gathers them; bitsandbytes' packed uint8 weights (plus their quant_state)
+        # would need bnb_4bit_quant_storage == compute dtype and to be built outside
+        # zero.Init. The backbone is frozen and the trainable part is small, so
+        # ZeRO-2 already shards what grows (optimizer state, gradients).
+        if self.model.quantization != "none":
+            raise ConfigError("distributed.zero_stage", f"3 with model.quantization={self.model.quantization}: "
+                              "ZeRO-3 would partition the bitsandbytes-packed frozen weights.",
+                              "use distributed.zero_stage=2 for a quantized backbone (the frozen base is not "
+                              "sharded, its optimizer state does not exist), or model.quantization=none for ZeRO-3.")
+        # The verbalizer head reads the (tied, frozen) LM head outside that module's
+        # forward, where ZeRO-3 has not gathered it.
+        if self.model.task == "causal_lm":
+            raise ConfigError("distributed.zero_stage", "3 with model.task=causal_lm is not supported: the LM head "
+                              "is read outside its module's forward, where ZeRO-3 has not gathered it.",
+                              "use distributed.zero_stage=2, or model.task=classification.")
 
     # -- serialisation -------------------------------------------------------
     def to_dict(self) -> dict:

@@ -1,0 +1,110 @@
+"""The Ray side of a run: connect to (or start) Ray, place the workers, run the one loop.
+
+Driver process: builds a Ray Train `TorchTrainer` whose workers each call
+`hyperscale.worker.run_training` — the same function `hyperscale train --no-ray`
+runs in-process. The driver never imports deepspeed, bitsandbytes or triton (not
+even through transformers): only workers do, inside `run_training`. That keeps
+the head node free of CUDA-only packages and the job start fast.
+
+Run directory = Ray Train storage: `RunConfig(storage_path=run_dir.parent,
+name=run_dir.name)`. Rank 0 writes the run directory contract there (config.yaml,
+metrics.jsonl, eval.json, model/) and Ray copies each reported checkpoint into
+`run_dir/checkpoint_<step>/`. Re-running with the same run directory resumes from
+its latest checkpoint (Ray Train restores the checkpoint list from storage); a
+worker that dies mid-run makes Ray restart the group from the latest checkpoint,
+up to distributed.max_failures times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from hyperscale.config import RunConfig, build_config
+from hyperscale.errors import ConfigError
+
+# Environment the workers need to behave like the driver (offline hub and wandb,
+# fault injection in tests). Ray workers do not inherit the driver's environment.
+FORWARD_ENV = ("WANDB_MODE", "WANDB_API_KEY", "WANDB_ENTITY", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+               "HF_DATASETS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM", "HYPERSCALE_CACHE", "HYPERSCALE_FAULT",
+               "TRITON_INTERPRET")
+# Never upload these as a job's working directory (`.rayignore` holds the same list
+# for `ray job submit --working-dir .`).
+UPLOAD_EXCLUDES = [".git", ".venv", "runs", "wandb", "ray_results", ".pytest_cache", "**/__pycache__",
+                   "*.egg-info", ".whl", "build", "dist"]
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the driver of a submitted job
+
+
+def default_run_dir(cfg: RunConfig, config_path: str) -> Path:
+    root = Path(cfg.distributed.storage_path or "runs")
+    return root / f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Body of every Ray Train worker: rebuild the config, then the one training loop."""
+    os.environ.update(loop_config["env"])
+    from hyperscale.checkpoint import RAY_SESSION_ENV
+
+    os.environ[RAY_SESSION_ENV] = "1"
+    from hyperscale.worker import run_training  # deepspeed and friends load here, in the worker
+
+    run_training(build_config(loop_config["config"]), loop_config["run_dir"])
+
+
+def connect(cfg: RunConfig, address: str | None = None) -> None:
+    """Join RAY_ADDRESS (or `address`); with neither, start a local Ray with this machine's CPUs."""
+    import ray
+
+    d = cfg.distributed
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address and RAY_JOB_ENV not in os.environ:
+            # A driver outside `ray job submit` ships this folder itself.
+            ray.init(address=address, runtime_env={"working_dir": os.getcwd(), "excludes": UPLOAD_EXCLUDES},
+                     log_to_driver=True)
+        elif address or RAY_JOB_ENV in os.environ:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=os.cpu_count(), num_gpus=None if d.use_gpu else 0, log_to_driver=True)
+    have = ray.cluster_resources()
+    need_cpu = d.num_workers * d.cpus_per_worker
+    # Ray would wait forever for resources that do not exist; say so now instead.
+    if have.get("CPU", 0) < need_cpu:
+        raise ConfigError("distributed.num_workers", f"{d.num_workers} workers x {d.cpus_per_worker} CPUs = {need_cpu} "
+                          f"CPUs, but the Ray cluster has {have.get('CPU', 0):g}.",
+                          "lower distributed.num_workers or distributed.cpus_per_worker, or add nodes.")
+    if d.use_gpu and have.get("GPU", 0) < d.num_workers:
+        raise ConfigError("distributed.use_gpu", f"{d.num_workers} GPU workers, but the cluster has "
+                          f"{have.get('GPU', 0):g} GPUs.", "lower distributed.num_workers or set use_gpu=false.")
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    d = cfg.distributed
+    env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": cfg.to_dict(), "run_dir": str(run_dir), "env": env},
+        scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu,
+                                     resources_per_worker={"CPU": d.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
+        run_config=RayRunConfig(storage_path=str(run_dir.parent), name=run_dir.name,
+                                failure_config=FailureConfig(max_failures=d.max_failures),
+                                checkpoint_config=CheckpointConfig(num_to_keep=None)),
+    )
+
+
+def launch(cfg: RunConfig, run_dir: str | Path, *, address: str | None = None) -> dict:
+    """Run `cfg` on Ray Train workers; returns the final eval metrics (eval.json)."""
+    run_dir = Path(run_dir).resolve()
+    connect(cfg, address)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    build_trainer(cfg, run_dir).fit()  # raises ray.train.TrainingFailedError once max_failures is spent
+    metrics = json.loads((run_dir / "eval.json").read_text())
+    metrics["wall_time_s"] = time.perf_counter() - t0
+    return metrics
