@@ -30,10 +30,16 @@ def cmd_train(args) -> int:
     from hyperscale.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    run_dir = args.run_dir or _default_run_dir(args.config)
-    from hyperscale.worker import run_training
+    if args.no_ray:  # one process, no Ray: for debugging and tests
+        run_dir = args.run_dir or _default_run_dir(args.config)
+        from hyperscale.worker import run_training
 
-    metrics = run_training(cfg, run_dir)
+        metrics = run_training(cfg, run_dir)
+    else:  # the default: Ray Train workers (a local Ray unless RAY_ADDRESS names a cluster)
+        from hyperscale.launcher import default_run_dir, launch
+
+        run_dir = str(args.run_dir or default_run_dir(cfg, args.config))
+        metrics = launch(cfg, run_dir)
     print_summary(metrics, run_dir)
     return 0
 
@@ -62,8 +68,10 @@ def cmd_bench(args, rest: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hyperscale", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train one run from a YAML config")
+    p = sub.add_parser("train", help="train one run from a YAML config (on Ray Train workers)")
     _add_config_args(p)
+    p.add_argument("--no-ray", action="store_true",
+                   help="run the training loop in this process (world size 1), without Ray")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
     p.add_argument("what", choices=["kernels"])
     return parser

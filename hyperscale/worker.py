@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hyperscale import checkpoint, faults
 from hyperscale.config import RunConfig
 from hyperscale.data import load_data
 from hyperscale.data.batches import EncodedRows, EpochSampler, collate, encode_rows
@@ -33,6 +34,7 @@ from hyperscale.aggregation import label_distribution, prepare_train_frame
 from hyperscale.evaluation import (majority_reference, majority_vote_metrics, per_annotator_nll, perspectivist_metrics,
                                    soft_label_metrics, write_per_annotator_csv)
 from hyperscale.model import PerspectivistModel, build_model
+from hyperscale.tracking import RunLog
 
 
 @dataclass
@@ -93,18 +95,19 @@ def lr_lambda(cfg: RunConfig):
 
 
 def deepspeed_config(cfg: RunConfig) -> dict:
+    """The preset (distributed.deepspeed_config) if any, with the run's own settings on top."""
     t, d = cfg.train, cfg.distributed
-    zero = {"stage": d.zero_stage}
+    base = {"steps_per_print": 10**9, "wall_clock_breakdown": False}
+    if d.deepspeed_config:
+        with open(d.deepspeed_config, encoding="utf-8") as f:
+            base.update(json.load(f))
+    zero = dict(base.get("zero_optimization", {}), stage=d.zero_stage)
     if d.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": d.use_gpu}
-    return {
-        "train_micro_batch_size_per_gpu": t.micro_batch_size,
-        "gradient_accumulation_steps": t.grad_accum_steps,
-        "gradient_clipping": t.max_grad_norm,
-        "zero_optimization": zero,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
+        zero["offload_optimizer"] = dict(zero.get("offload_optimizer", {}), device="cpu", pin_memory=d.use_gpu)
+    # Batch, accumulation and clipping belong to train.*: a preset never overrides them.
+    return {**base, "train_micro_batch_size_per_gpu": t.micro_batch_size,
+            "gradient_accumulation_steps": t.grad_accum_steps, "gradient_clipping": t.max_grad_norm,
+            "zero_optimization": zero}
 
 
 def build_engine(model: PerspectivistModel, cfg: RunConfig):
@@ -118,6 +121,13 @@ def build_engine(model: PerspectivistModel, cfg: RunConfig):
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    if cfg.distributed.zero_stage == 3:
+        # ZeRO-3 gathers a module's own parameters when its forward runs; the adapter
+        # source and heads index their tables (`table.weight[ids]`) inside their own
+        # forward instead of calling each nn.Embedding, so each is gathered as one leaf.
+        from deepspeed.utils import set_z3_leaf_modules
+
+        set_z3_leaf_modules(model, [type(model.source), type(model.head)])
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg),
         dist_init_required=False)
@@ -215,6 +225,10 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     if ctx.is_main:
         vocab.save(run_dir / "vocab.json")
         (run_dir / "labels.json").write_text(json.dumps(data.labels))
+    # Before the backbone loads: an incompatible checkpoint fails in seconds.
+    resume_from = checkpoint.resume_dir(run_dir)
+    if resume_from is not None:
+        checkpoint.check_compatible(resume_from, cfg, vocab, data.labels, ctx.world_size)
 
     from hyperscale.backbones import load_backbone
 
@@ -234,7 +248,17 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     n_trainable = model.n_trainable()
 
     sampler = EpochSampler(len(train_rows), cfg.train.micro_batch_size, cfg.train.seed, ctx.rank, ctx.world_size)
-    log = MetricsLog(run_dir / "metrics.jsonl", ctx.is_main)
+    start_step, window = 0, _new_window()
+    if resume_from is not None:
+        # Weights, optimizer, scheduler, data position and RNG as they were after that step.
+        state = checkpoint.load_checkpoint(resume_from, engine=engine, sampler=sampler, rank=ctx.rank)
+        start_step, window = state["step"], state["window"]
+        if ctx.is_main:
+            checkpoint.truncate_metrics(run_dir / "metrics.jsonl", start_step)
+            print(f"resumed from {resume_from} at step {start_step}", flush=True)
+    log = RunLog(cfg, run_dir, ctx.is_main, resumed_step=start_step)
+    if resume_from is not None:
+        log.write({"step": start_step, "split": "resume", "checkpoint": Path(resume_from).name})
     pad_id = tok.pad_token_id
     t = cfg.train
     progress = None
@@ -244,12 +268,12 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
         from tqdm.auto import tqdm
 
         # In a log file (ray job logs, CI) a redraw per step is noise: one line every 10 s.
-        progress = tqdm(total=t.max_steps, desc="train", unit="step", dynamic_ncols=True,
+        progress = tqdm(total=t.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
                         mininterval=0.1 if sys.stderr.isatty() else 10.0)
 
     engine.train()
-    window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "time": 0.0}
-    for step in range(1, t.max_steps + 1):
+    last_record: dict = {}
+    for step in range(start_step + 1, t.max_steps + 1):
         t0 = time.perf_counter()
         for _ in range(t.grad_accum_steps):
             rows = sampler.next_batch()
@@ -266,14 +290,26 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
             progress.update(1)
             progress.set_postfix(loss=f"{window['loss'] / max(1, window['n']):.4f}")
         if step % t.log_every == 0 or step == t.max_steps:
+            # Ranks' batches differ in length: count every rank's samples and tokens.
+            counts = torch.tensor([window["samples"], window["tokens"]], dtype=torch.float64)
+            if ctx.world_size > 1:
+                dist.all_reduce(counts)
+            samples, tokens = counts.tolist()
             record = {"step": step, "split": "train", "loss": window["loss"] / window["n"],
                       "lr": scheduler.get_last_lr()[0], "epoch": sampler.epoch,
-                      "samples_per_s": window["samples"] * ctx.world_size / window["time"],
-                      "tokens_per_s": window["tokens"] * ctx.world_size / window["time"],
-                      "samples_per_s_per_worker": window["samples"] / window["time"],
+                      "samples_per_s": samples / window["time"], "tokens_per_s": tokens / window["time"],
+                      "samples_per_s_per_worker": samples / ctx.world_size / window["time"],
+                      "tokens_per_s_per_worker": tokens / ctx.world_size / window["time"],
+                      "world_size": ctx.world_size,
                       "step_time_s": window["time"] / (window["n"] / t.grad_accum_steps)}
             log.write(record)
-            window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "time": 0.0}
+            last_record = record
+            window = _new_window()
+        faults.after_step(ctx.rank, step, run_dir)
+        if (t.save_every and step % t.save_every == 0) or step == t.max_steps:
+            checkpoint.save_checkpoint(run_dir, step, cfg=cfg, vocab=vocab, labels=data.labels, engine=engine,
+                                       sampler=sampler, rank=ctx.rank, world_size=ctx.world_size, window=window,
+                                       metrics={k: v for k, v in last_record.items() if isinstance(v, (int, float))})
         if t.eval_every and step % t.eval_every == 0 and step != t.max_steps:
             metrics = evaluate(engine.module, eval_rows, data.labels, train_majority, cfg, pad_id, ctx.device, ctx,
                                train_prior=train_prior)
@@ -286,11 +322,18 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     metrics.update(step=t.max_steps, trainable_params=n_trainable, backbone_params=model.backbone_params,
                    adapter_kind=cfg.adapter.kind, labels=data.labels)
     log.write({"step": t.max_steps, "split": "eval", **_headline(metrics)})
+    trainable = checkpoint.gathered_trainable_state(engine.module, cfg.distributed.zero_stage)  # collective
+    log.finish(_headline(metrics))
     if ctx.is_main:
-        save_trainable(engine.module, run_dir / "model")
+        save_trainable(engine.module, run_dir / "model", state=trainable)
         _write_json(run_dir / "eval.json", metrics)
         write_per_annotator_csv(run_dir / "per_annotator.csv", metrics["per_annotator"])
     return metrics
+
+
+def _new_window() -> dict:
+    """Sums over the steps since the last logged one (saved in checkpoints: exact resume)."""
+    return {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "time": 0.0}
 
 
 def _headline(metrics: dict) -> dict:
@@ -304,12 +347,17 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def save_trainable(model: PerspectivistModel, out_dir: Path) -> None:
-    """Trainable weights only (the backbone is frozen and reloaded from its source)."""
+def save_trainable(model: PerspectivistModel, out_dir: Path, state: dict | None = None) -> None:
+    """Trainable weights only (the backbone is frozen and reloaded from its source).
+
+    Under ZeRO-3 pass `state` from checkpoint.gathered_trainable_state: the parameters
+    themselves hold only this rank's slice.
+    """
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    if state is None:
+        state = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     tmp = out_dir / "trainable.safetensors.tmp"
     save_file(state, str(tmp))
     os.replace(tmp, out_dir / "trainable.safetensors")
