@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from hyperscale.config import RunConfig, build_config
-from hyperscale.errors import ConfigError
+from hyperscale.errors import ConfigError, HyperscaleError
 
 # Environment the workers need to behave like the driver (offline hub and wandb,
 # fault injection in tests). Ray workers do not inherit the driver's environment.
@@ -35,6 +35,36 @@ FORWARD_ENV = ("WANDB_MODE", "WANDB_API_KEY", "WANDB_ENTITY", "HF_HUB_OFFLINE", 
 UPLOAD_EXCLUDES = [".git", ".venv", "runs", "wandb", "ray_results", ".pytest_cache", "**/__pycache__",
                    "*.egg-info", ".whl", "build", "dist"]
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the driver of a submitted job
+
+
+class WorkerUserError(HyperscaleError):
+    """A user error (bad data, config, checkpoint) raised inside a worker, as the driver sees it.
+
+    The worker's own exception cannot always cross Ray's pickling (ConfigError's
+    constructor takes three arguments), so its type name and message travel instead.
+    """
+
+    def __init__(self, kind: str, message: str):
+        self.kind, self.message = kind, message
+        super().__init__(kind, message)
+
+    def __str__(self) -> str:
+        return f"{self.message} (raised in a Ray worker as {self.kind})"
+
+
+def _user_error(exc: BaseException) -> WorkerUserError | None:
+    """The first WorkerUserError inside Ray Train's failure wrappers, if any."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, WorkerUserError):
+            return e
+        todo += [e.__cause__, getattr(e, "_base_exc", None), getattr(e, "controller_failure", None),
+                 *getattr(e, "worker_failures", {}).values()]
+    return None
 
 
 def default_run_dir(cfg: RunConfig, config_path: str) -> Path:
@@ -50,7 +80,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     os.environ[RAY_SESSION_ENV] = "1"
     from hyperscale.worker import run_training  # deepspeed and friends load here, in the worker
 
-    run_training(build_config(loop_config["config"]), loop_config["run_dir"])
+    try:
+        run_training(build_config(loop_config["config"]), loop_config["run_dir"])
+    except HyperscaleError as e:
+        raise WorkerUserError(type(e).__name__, str(e)) from None
 
 
 def connect(cfg: RunConfig, address: str | None = None) -> None:
@@ -104,7 +137,13 @@ def launch(cfg: RunConfig, run_dir: str | Path, *, address: str | None = None) -
     connect(cfg, address)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    build_trainer(cfg, run_dir).fit()  # raises ray.train.TrainingFailedError once max_failures is spent
+    try:
+        build_trainer(cfg, run_dir).fit()  # raises TrainingFailedError once max_failures is spent
+    except Exception as e:
+        user = _user_error(e)
+        if user is not None:  # bad data or config: say so, not a Ray traceback
+            raise user from None
+        raise
     metrics = json.loads((run_dir / "eval.json").read_text())
     metrics["wall_time_s"] = time.perf_counter() - t0
     return metrics
