@@ -1,4 +1,4 @@
-"""`hyperscale` command line: train, bench.
+"""`hyperscale` command line: train, compare, onboard, predict, bench.
 
 Every subcommand validates its config completely before any model loads, so a
 typo in a key costs a second, not a model load.
@@ -57,6 +57,28 @@ def print_summary(metrics: dict, run_dir: str) -> None:
     print(f"run directory: {run_dir}  (eval.json, metrics.jsonl, config.yaml)")
 
 
+def cmd_compare(args) -> int:
+    from hyperscale.compare import run_compare
+
+    run_dir = args.run_dir or str(Path("runs") / f"compare-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = run_compare(args.config, args.kinds, run_dir, args.overrides)
+    print((Path(run_dir) / "compare.md").read_text())
+    print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
+    return 0 if summary["kinds"] else 1
+
+
+def cmd_onboard(args) -> int:
+    from hyperscale.onboard import main as onboard_main
+
+    return onboard_main(args)
+
+
+def cmd_predict(args) -> int:
+    from hyperscale.predict import main as predict_main
+
+    return predict_main(args)
+
+
 def cmd_bench(args, rest: list[str]) -> int:
     if args.what == "kernels":
         from hyperscale.bench.kernels import main as bench_main
@@ -72,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--no-ray", action="store_true",
                    help="run the training loop in this process (world size 1), without Ray")
+    p = sub.add_parser("compare", help="train several adapter kinds on identical data and budget; table + plots")
+    _add_config_args(p)
+    p.add_argument("--kinds", required=True, help="comma-separated adapter kinds, e.g. hyper_lora,shared_lora,"
+                   "annotator_embedding,multi_head,per_annotator_lora (also shared_lora+agg)")
+    p = sub.add_parser("onboard", help="fit new annotators' own parameters on their first k labels")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--data", required=True, help="CSV/JSONL/Parquet rows (text, annotator, label) of new annotators")
+    p.add_argument("--k", type=int, default=16, help="labels per new annotator to fit on (the rest are scored)")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps (full batch of all fitting rows)")
+    p.add_argument("--lr", type=float, default=0.05)
+    p = sub.add_parser("predict", help="labels for texts from any set of annotators (a text x annotator matrix)")
+    p.add_argument("run_dir", help="a finished run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--texts", help="file with one text per line (or a CSV/JSONL with a 'text' column)")
+    src.add_argument("--text", action="append", help="a text (repeatable)")
+    p.add_argument("--annotators", default="all", help="comma-separated annotator ids, or 'all' (the run's vocabulary)")
+    p.add_argument("--out", default=None, help="write the long table to .csv or .json instead of printing")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
     p.add_argument("what", choices=["kernels"])
     return parser
@@ -86,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args, rest)
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "compare": cmd_compare, "onboard": cmd_onboard,
+                "predict": cmd_predict}[args.command](args)
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
