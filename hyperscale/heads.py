@@ -41,6 +41,9 @@ class AnnotatorEmbeddingHead(nn.Module):
     bare linear head the embedding would only add a per-annotator bias to the
     logits, which cannot express "this annotator cares about another word".
     The table starts at zero, so the first forward is the perspective-blind model.
+    Measured on configs/synthetic.yaml, 300 steps: zero init 0.614 mean per-annotator
+    macro-F1, N(0, 1) init (like the hypernetwork's table) 0.608, shared_lora 0.614:
+    at this budget the embedding does not get past the blind model either way.
     """
 
     def __init__(self, hidden: int, n_classes: int, n_annotators: int):

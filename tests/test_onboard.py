@@ -36,7 +36,7 @@ def test_onboarding_trains_only_new_rows(tmp_path, kind):
     # New rows start at the mean row, which is what the fallback uses: step 0 changes nothing.
     assert start["onboarded"]["per_annotator_macro_f1"] == start["fallback"]["per_annotator_macro_f1"]
     before = {n: p.detach().clone() for n, p in run.model.named_parameters()}
-    result = onboard(run, frame, k=4, steps=30, lr=0.05)
+    result = onboard(run, frame, k=4, steps=15, lr=0.05)
     assert result["n_new_annotators"] == 2 and result["n_known_annotators_ignored"] == 1
     assert result["loss_last"] < result["loss_first"] - 0.05  # the 8 fitting rows are learnable
     assert run.vocab.ids("annotator")[-2:] == ["new-a", "new-b"]
