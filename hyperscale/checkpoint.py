@@ -267,17 +267,26 @@ def check_compatible(ckpt_dir: Path, cfg: RunConfig, vocab: ConditionVocab, labe
 
 
 def resume_dir(run_dir: Path) -> Path | None:
-    """The checkpoint to resume from, or None: Ray's latest registered one, else the run directory's."""
+    """The newest complete checkpoint: Ray's latest registered one or the run directory's, whichever is later.
+
+    Ray registers a reported checkpoint when its controller next polls the workers;
+    a worker killed right after `report()` returns can take the last one with it
+    (seen here: killed at step 5, Ray offered step 2 while step 4 sat complete in
+    storage). The manifest says whether the one in the run directory is whole.
+    """
+    found = latest_complete(run_dir)
     if in_ray_session():
         import ray.train
 
         ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return None
-        if ckpt.filesystem is None or ckpt.filesystem.type_name == "local":
-            return Path(ckpt.path)
-        return Path(ckpt.to_directory())  # a remote URI: download once, to a local temp folder
-    return latest_complete(run_dir)
+        if ckpt is not None:
+            if ckpt.filesystem is None or ckpt.filesystem.type_name == "local":
+                registered = Path(ckpt.path)
+            else:
+                registered = Path(ckpt.to_directory())  # a remote URI: download once, to a local temp folder
+            if found is None or registered.name >= found.name:
+                return registered
+    return found
 
 
 def load_checkpoint(ckpt_dir: Path, *, engine, sampler, rank: int) -> dict:

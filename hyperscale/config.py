@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import yaml
@@ -105,6 +106,11 @@ class AdapterConfig:
     # What the hypernetwork is conditioned on (hyper_lora only): any mix of
     # annotator / task / language ids and `instance` (the input's own encoding).
     conditions: list[str] = field(default_factory=lambda: ["annotator"])
+    # Transformer blocks to adapt (peft's layers_to_transform); None adapts all.
+    # Negative indices count from the top: [-8, -7, ..., -1] is the last eight.
+    # Backward stops at the lowest adapted block, so adapting only the top blocks
+    # cuts the backward pass of a frozen backbone proportionally.
+    layers: list[int] | None = None
     kernel: Literal["auto", "torch", "triton"] = "auto"
     deterministic: bool = False  # Triton backward in fixed reduction order
     hypernet: HypernetConfig = field(default_factory=HypernetConfig)
@@ -125,6 +131,9 @@ class AdapterConfig:
                               f"use any of {list(CONDITION_KINDS)}.")
         if not self.conditions:
             raise ConfigError("adapter.conditions", "is empty.", "condition on at least [annotator].")
+        if self.layers is not None and not self.layers:
+            raise ConfigError("adapter.layers", "is an empty list: nothing would be adapted.",
+                              "leave it unset to adapt every block.")
         if len(set(self.conditions)) != len(self.conditions):
             raise ConfigError("adapter.conditions", f"{self.conditions} lists a kind twice.")
 
@@ -206,14 +215,30 @@ class DistributedConfig:
         if self.deepspeed_config is not None:
             self._check_preset()
 
+    def preset_path(self) -> str | None:
+        """distributed.deepspeed_config as a file that exists here, or None.
+
+        Relative paths are tried against the working directory, then against the
+        checkout holding this package: Ray Train workers do not run in the driver's
+        working directory.
+        """
+        if self.deepspeed_config is None:
+            return None
+        for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+            candidate = base / self.deepspeed_config
+            if candidate.is_file():
+                return str(candidate)
+        return None
+
     def _check_preset(self):
         key = "distributed.deepspeed_config"
+        path = self.preset_path()
+        if path is None:
+            raise ConfigError(key, f"{self.deepspeed_config!r} does not exist (relative paths: from the working "
+                              "directory or the hyperscale checkout).", "use e.g. configs/deepspeed/zero2.json.")
         try:
-            with open(self.deepspeed_config, encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 preset = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(key, f"{self.deepspeed_config!r} does not exist (paths are relative to the working directory).",
-                              "use e.g. configs/deepspeed/zero2.json.") from None
         except json.JSONDecodeError as e:
             raise ConfigError(key, f"{self.deepspeed_config!r} is not valid JSON ({e}).") from None
         zero = preset.get("zero_optimization", {})

@@ -100,7 +100,8 @@ def connect(cfg: RunConfig, address: str | None = None) -> None:
         elif address or RAY_JOB_ENV in os.environ:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(num_cpus=os.cpu_count(), num_gpus=None if d.use_gpu else 0, log_to_driver=True)
+            # "local": a fresh Ray even if `ray start` left one running (set RAY_ADDRESS to use that).
+            ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=None if d.use_gpu else 0, log_to_driver=True)
     have = ray.cluster_resources()
     need_cpu = d.num_workers * d.cpus_per_worker
     # Ray would wait forever for resources that do not exist; say so now instead.

@@ -99,7 +99,7 @@ def deepspeed_config(cfg: RunConfig) -> dict:
     t, d = cfg.train, cfg.distributed
     base = {"steps_per_print": 10**9, "wall_clock_breakdown": False}
     if d.deepspeed_config:
-        with open(d.deepspeed_config, encoding="utf-8") as f:
+        with open(d.preset_path(), encoding="utf-8") as f:
             base.update(json.load(f))
     zero = dict(base.get("zero_optimization", {}), stage=d.zero_stage)
     if d.offload_optimizer:
