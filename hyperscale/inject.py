@@ -123,9 +123,25 @@ def _layer_number(name: str, fallback: int) -> int:
     return numbers[0] if numbers else fallback
 
 
+def _n_blocks(body: nn.Module) -> int:
+    conf = getattr(body, "config", None)
+    return getattr(conf, "num_hidden_layers", None) or getattr(conf, "n_layer", 0)
+
+
 def inject_adapters(body: nn.Module, target_modules: list[str], scale: float, backend: str = "auto",
-                    deterministic: bool = False) -> tuple[AdapterState, list[ModuleSpec]]:
-    """Wrap every module of `body` whose name matches a target; returns the shared state and specs."""
+                    deterministic: bool = False, layers: list[int] | None = None) -> tuple[AdapterState, list[ModuleSpec]]:
+    """Wrap every module of `body` whose name matches a target (in `layers`, if given).
+
+    Returns the shared state and one spec per wrapped module.
+    """
+    keep = None
+    if layers is not None:
+        n = _n_blocks(body)
+        bad = [i for i in layers if n and not -n <= i < n]
+        if bad:
+            raise ConfigError("adapter.layers", f"{bad} is outside this model's {n} blocks.",
+                              f"use indices in 0..{n - 1}, or negative ones counting from the top.")
+        keep = {i + n if i < 0 else i for i in layers}
     state = AdapterState()
     specs: list[ModuleSpec] = []
     found = []
@@ -139,11 +155,13 @@ def inject_adapters(body: nn.Module, target_modules: list[str], scale: float, ba
                               "bitsandbytes Linear or Conv1D layer.", "target its projections instead.")
         kind = pattern[3:] if pattern.startswith("re:") else pattern
         spec = ModuleSpec(name=name, kind=kind, layer=_layer_number(name, len(found)), d_in=dims[0], d_out=dims[1])
-        found.append((name, module, spec))
+        if keep is None or spec.layer in keep:
+            found.append((name, module, spec))
     if not found:
         sample = [n for n, m in body.named_modules() if layer_dims(m) is not None][:6]
-        raise ConfigError("adapter.target_modules", f"{target_modules} matched no module of this model.",
-                          f"use suffixes of its projection names, e.g. {sample}.")
+        where = f" in blocks {sorted(keep)}" if keep is not None else ""
+        raise ConfigError("adapter.target_modules", f"{target_modules} matched no module of this model{where}.",
+                          f"use suffixes of its projection names, e.g. {sample}, and check adapter.layers.")
     for name, module, spec in found:
         parent_name, _, child = name.rpartition(".")
         parent = body.get_submodule(parent_name) if parent_name else body

@@ -97,7 +97,7 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     """
     backbone = backbone or load_backbone(cfg.model)
     a = cfg.adapter
-    state, specs = inject_adapters(backbone.body, a.target_modules, a.scale, a.kernel, a.deterministic)
+    state, specs = inject_adapters(backbone.body, a.target_modules, a.scale, a.kernel, a.deterministic, a.layers)
     if cfg.model.gradient_checkpointing:
         # Non-reentrant: recomputation reads A and B from the AdapterState, which the
         # next forward alone replaces, and gradients reach the hypernetwork once.

@@ -165,3 +165,13 @@ def test_backbone_is_frozen_and_counted():
     bb = load_backbone(tiny_config().model)
     assert all(not p.requires_grad for p in bb.body.parameters())
     assert bb.n_params == sum(p.numel() for p in bb.body.parameters())
+
+
+def test_adapter_layers_selects_blocks():
+    model = _model(tiny_config("adapter.layers=[-1]"))
+    wrapped = [m.spec for m in model.body.modules() if isinstance(m, LowRankAdapted)]
+    assert sorted((s.layer, s.kind) for s in wrapped) == [(1, "q_proj"), (1, "v_proj")]
+    from hyperscale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adapter.layers"):
+        _model(tiny_config("adapter.layers=[7]"))
