@@ -307,6 +307,15 @@ class RunConfig:
     def _check_zero3(self):
         if self.distributed.zero_stage != 3:
             return
+        # Measured with DeepSpeed 0.19.8's CPU accelerator + gloo, 2 workers: stage3
+        # zero_grad() calls record_stream() on CPU grads ("unknown parameter type");
+        # clearing them first lets it run, but the step-2 loss then differs from
+        # ZeRO-2's by 0.08, so the update is wrong. Refuse rather than train wrongly.
+        if not self.distributed.use_gpu:
+            raise ConfigError("distributed.zero_stage", "3 on CPU workers: DeepSpeed's CPU accelerator does not "
+                              "step ZeRO-3 correctly (0.19.8).",
+                              "use distributed.zero_stage=2 on CPU (it shards optimizer state and gradients), or "
+                              "set distributed.use_gpu=true for ZeRO-3.")
         # ZeRO-3 flattens every parameter, frozen ones too, into per-dtype buffers and
         # all-gathers them; bitsandbytes' packed uint8 weights (plus their quant_state)
         # would need bnb_4bit_quant_storage == compute dtype and to be built outside

@@ -38,15 +38,22 @@ def test_launch_rejects_a_bad_key_before_ray_starts():
 
 def test_zero3_with_4bit_backbone_is_rejected_with_the_fix():
     with pytest.raises(ConfigError) as e:
-        tiny_config("distributed.zero_stage=3", "model.quantization=4bit")
+        tiny_config("distributed.zero_stage=3", "model.quantization=4bit", "distributed.use_gpu=true")
     assert e.value.key == "distributed.zero_stage"
     assert "zero_stage=2" in str(e.value) and "quantization=none" in str(e.value)
-    tiny_config("distributed.zero_stage=3", "model.quantization=none")  # the unquantized combination is fine
+    tiny_config("distributed.zero_stage=3", "model.quantization=none", "distributed.use_gpu=true")  # fine on GPU
+
+
+def test_zero3_on_cpu_is_rejected_with_the_fix():
+    with pytest.raises(ConfigError) as e:
+        tiny_config("distributed.zero_stage=3")
+    assert e.value.key == "distributed.zero_stage" and "use_gpu=true" in str(e.value)
 
 
 def test_preset_must_agree_with_zero_stage_and_offload():
     with pytest.raises(ConfigError, match="distributed.zero_stage=3"):
-        tiny_config(f"distributed.deepspeed_config={ROOT / 'configs/deepspeed/zero3.json'}", "distributed.zero_stage=2")
+        tiny_config(f"distributed.deepspeed_config={ROOT / 'configs/deepspeed/zero3.json'}", "distributed.zero_stage=2",
+                    "distributed.use_gpu=true")
     with pytest.raises(ConfigError, match="offload_optimizer=true"):
         tiny_config(f"distributed.deepspeed_config={ROOT / 'configs/deepspeed/zero2_offload.json'}")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -59,7 +66,7 @@ def test_preset_keeps_its_knobs_and_takes_batch_and_clipping_from_train():
     from hyperscale.worker import deepspeed_config
 
     preset = ROOT / "configs/deepspeed/zero3.json"
-    cfg = tiny_config(f"distributed.deepspeed_config={preset}", "distributed.zero_stage=3",
+    cfg = tiny_config(f"distributed.deepspeed_config={preset}", "distributed.zero_stage=3", "distributed.use_gpu=true",
                       "train.micro_batch_size=7", "train.grad_accum_steps=3", "train.max_grad_norm=0.25")
     ds = deepspeed_config(cfg)
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["gradient_clipping"]) == (7, 3, 0.25)
