@@ -61,3 +61,17 @@ def test_auto_backend_is_torch_on_cpu():
         resolve_backend("cuda-magic", torch.device("cpu"))
     base, x, A, B, idx = _inputs(8, 4, 3, 2, 2, torch.float32)
     torch.testing.assert_close(lowrank_update(base, x, A, B, idx, 1.0), torch_lowrank_update(base, x, A, B, idx, 1.0))
+
+
+def test_kernels_folder_is_not_the_pypi_kernels_package():
+    """bitsandbytes imports a PyPI package named `kernels`; from the repo root our folder must not pose as it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = "import kernels"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert proc.returncode != 0 and "not the PyPI package" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", "import hyperscale.kernels.lowrank"], cwd=root, capture_output=True)
+    assert proc.returncode == 0
