@@ -262,14 +262,14 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     pad_id = tok.pad_token_id
     t = cfg.train
     progress = None
-    if ctx.is_main and t.progress_bar:
-        import sys
+    import sys
 
+    # A live bar only on a terminal: in a log file (ray job logs, CI) its redraws are
+    # noise, and the per-log-step line (step i/n, loss, throughput) already shows progress.
+    if ctx.is_main and t.progress_bar and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
-        # In a log file (ray job logs, CI) a redraw per step is noise: one line every 10 s.
-        progress = tqdm(total=t.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                        mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        progress = tqdm(total=t.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
 
     engine.train()
     last_record: dict = {}
