@@ -4,9 +4,14 @@ Nothing is imported here: triton is heavy and absent on some hosts (the Ray
 driver, CPU-only heads); import `hyperscale.kernels.lowrank` where needed.
 """
 
-# From the repository root (a Ray job's working dir, `python -m`), this folder is
-# also reachable as a top-level `kernels`, the name of an unrelated PyPI package
-# that bitsandbytes tries to import. Refuse that name, so bitsandbytes sees the
-# package as absent (its documented fallback) instead of importing this folder.
+# From the repository root (a Ray job's working dir, `python -m`, PYTHONPATH=.),
+# this folder is also reachable as top-level `kernels`, the name of an unrelated
+# PyPI package that transformers and bitsandbytes probe for. Imported under that
+# name it must read as "not installed": transformers treats a module with no
+# version and no __file__ as a stray namespace folder (not an install), and
+# bitsandbytes' `from kernels import get_kernel` then fails with the ImportError it
+# expects. Raising here instead crashes transformers' probe, which only catches
+# missing metadata (tests/test_lowrank.py checks both libraries).
 if __name__ != "hyperscale.kernels":
-    raise ImportError(f"{__file__} is hyperscale.kernels, not the PyPI package 'kernels'")
+    __file__ = None
+    __all__: list[str] = []
