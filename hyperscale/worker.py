@@ -121,13 +121,6 @@ def build_engine(model: PerspectivistModel, cfg: RunConfig):
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    if cfg.distributed.zero_stage == 3:
-        # ZeRO-3 gathers a module's own parameters when its forward runs; the adapter
-        # source and heads index their tables (`table.weight[ids]`) inside their own
-        # forward instead of calling each nn.Embedding, so each is gathered as one leaf.
-        from deepspeed.utils import set_z3_leaf_modules
-
-        set_z3_leaf_modules(model, [type(model.source), type(model.head)])
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg),
         dist_init_required=False)
