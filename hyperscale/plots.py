@@ -1,4 +1,4 @@
-"""PNG plots for `hyperscale compare` (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of runs and comparisons (matplotlib, Agg backend: no display needed)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,37 @@ def metric_vs_params(rows: list[dict], metric: str, path: Path, baseline: float 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def training_curves(records: list[dict], path: Path) -> None:
+    """Loss per logged step, with eval macro-F1 (and the majority reference) on a second axis."""
+    plt = _pyplot()
+    train = [r for r in records if r.get("split") == "train"]
+    evals = [r for r in records if r.get("split") == "eval" and "macro_f1" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="train loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("train loss", color="tab:blue")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["step"] for r in evals], [r["macro_f1"] for r in evals], "o-", color="tab:orange",
+                 label="eval macro-F1")
+        ax2.set_ylabel("eval macro-F1", color="tab:orange")
+    ax.set_title("training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_plots(run_dir: Path, metrics: dict) -> None:
+    """The PNGs of one run: `training_curve.png` and `per_annotator_f1.png`."""
+    import json
+
+    log = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    if records:
+        training_curves(records, run_dir / "training_curve.png")
+    scores = [v["macro_f1"] for v in metrics.get("per_annotator", {}).values()]
+    if scores:
+        base = metrics.get("majority_baseline", {}).get("macro_f1")
+        per_annotator_f1({metrics.get("adapter_kind", "model"): scores}, run_dir / "per_annotator_f1.png", base)

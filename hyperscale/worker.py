@@ -34,6 +34,7 @@ from hyperscale.aggregation import label_distribution, prepare_train_frame
 from hyperscale.evaluation import (majority_reference, majority_vote_metrics, per_annotator_nll, perspectivist_metrics,
                                    soft_label_metrics, write_per_annotator_csv)
 from hyperscale.model import PerspectivistModel, build_model
+from hyperscale.plots import run_plots
 from hyperscale.tracking import RunLog
 
 
@@ -321,6 +322,7 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
         save_trainable(engine.module, run_dir / "model", state=trainable)
         _write_json(run_dir / "eval.json", metrics)
         write_per_annotator_csv(run_dir / "per_annotator.csv", metrics["per_annotator"])
+        run_plots(run_dir, metrics)
     return metrics
 
 

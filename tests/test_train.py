@@ -42,6 +42,9 @@ def test_hyper_lora_beats_shared_lora_on_disagreeing_groups(tmp_path):
         assert key in eval_json
     assert eval_json["n_annotators"] == 40 and eval_json["majority_baseline"]["pos_f1"] == 0.0
     assert (tmp_path / "hyper_lora" / "config.yaml").exists() and (tmp_path / "hyper_lora" / "vocab.json").exists()
+    for png in ("training_curve.png", "per_annotator_f1.png"):
+        assert (tmp_path / "hyper_lora" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 
 @pytest.mark.parametrize("mode", ["4bit", "8bit"])
