@@ -25,3 +25,11 @@ def make_batch(n=12, seq=10, vocab=1000, n_annotators=3, n_classes=2, seed=0, ta
     if languages:
         batch["cond_language"] = torch.randint(0, languages, (n,), generator=g)
     return batch
+
+
+def records(run_dir, split="train"):
+    """{step: record} of one split of a run's metrics.jsonl."""
+    import json
+
+    return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == split}

@@ -13,6 +13,8 @@ from hyperscale import checkpoint, faults
 from hyperscale.config import load_config
 from hyperscale.launcher import launch
 
+from tests.helpers import records
+
 pytestmark = pytest.mark.slow
 
 BASE = ["distributed.num_workers=2", "train.max_steps=6", "train.warmup_steps=0", "train.log_every=1",
@@ -22,11 +24,6 @@ STEPS = range(1, 7)
 
 def cfg(*extra):
     return load_config("configs/synthetic.yaml", BASE + list(extra))
-
-
-def records(run_dir, split="train"):
-    return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-            if r["split"] == split}
 
 
 @pytest.fixture(scope="module")

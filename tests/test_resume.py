@@ -3,7 +3,6 @@
 The Ray, two-worker versions of these are in test_distributed.py.
 """
 
-import json
 import shutil
 
 import pytest
@@ -13,6 +12,8 @@ from hyperscale.config import load_config
 from hyperscale.errors import CheckpointError
 from hyperscale.worker import run_training
 
+from tests.helpers import records
+
 pytestmark = pytest.mark.slow
 
 BASE = ["train.max_steps=6", "train.warmup_steps=0", "train.log_every=1", "train.save_every=2",
@@ -21,11 +22,6 @@ BASE = ["train.max_steps=6", "train.warmup_steps=0", "train.log_every=1", "train
 
 def cfg(*extra):
     return load_config("configs/synthetic.yaml", BASE + list(extra))
-
-
-def records(run_dir, split="train"):
-    return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-            if r["split"] == split}
 
 
 @pytest.fixture(scope="module")
