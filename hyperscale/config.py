@@ -307,23 +307,22 @@ class RunConfig:
     def _check_zero3(self):
         if self.distributed.zero_stage != 3:
             return
-        # Refused on every device until it is shown to train correctly. Measured with
-        # DeepSpeed 0.19.8 (CPU accelerator + gloo): stage3 zero_grad() calls
-        # record_stream() on CPU grads ("unknown parameter type"); with that call
-        # bypassed, one step updates the head but leaves every hypernetwork parameter
-        # unchanged (max |delta| = 0 against 1e-2 under ZeRO-2 at lr 1e-2), so losses
-        # part from ZeRO-2's at step 2. The hypernetwork's outputs reach the backbone
-        # through the adapter state, outside its module's forward, which is where
-        # ZeRO-3 hooks its gradient reduction. ZeRO-2 already shards all the state
-        # that grows here (gradients and optimizer state of the trainable part; the
-        # frozen backbone has none). When ZeRO-3 is re-enabled it must also refuse a
-        # bitsandbytes backbone (bnb_4bit_quant_storage must equal the compute dtype
-        # and packed weights stay out of zero.Init) and task=causal_lm (the tied LM
-        # head is read outside its module's forward).
-        raise ConfigError("distributed.zero_stage", "3 is refused: under DeepSpeed ZeRO-3 the hypernetwork's "
-                          "parameters were measured not to update (only the head did).",
-                          "use distributed.zero_stage=2 (it shards gradients and optimizer state, all the "
-                          "trainable state here); add distributed.offload_optimizer=true to move that state to CPU.")
+        # ZeRO-3 flattens every parameter, frozen ones too, into per-dtype buffers and
+        # all-gathers them; bitsandbytes' packed uint8 weights (plus their quant_state)
+        # would need bnb_4bit_quant_storage == compute dtype and to be built outside
+        # zero.Init. The backbone is frozen and the trainable part is small, so
+        # ZeRO-2 already shards what grows (optimizer state, gradients).
+        if self.model.quantization != "none":
+            raise ConfigError("distributed.zero_stage", f"3 with model.quantization={self.model.quantization}: "
+                              "ZeRO-3 would partition the bitsandbytes-packed frozen weights.",
+                              "use distributed.zero_stage=2 for a quantized backbone (the frozen base is not "
+                              "sharded, its optimizer state does not exist), or model.quantization=none for ZeRO-3.")
+        # The verbalizer head reads the (tied, frozen) LM head outside that module's
+        # forward, where ZeRO-3 has not gathered it.
+        if self.model.task == "causal_lm":
+            raise ConfigError("distributed.zero_stage", "3 with model.task=causal_lm is not supported: the LM head "
+                              "is read outside its module's forward, where ZeRO-3 has not gathered it.",
+                              "use distributed.zero_stage=2, or model.task=classification.")
 
     # -- serialisation -------------------------------------------------------
     def to_dict(self) -> dict:

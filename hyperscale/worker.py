@@ -122,6 +122,12 @@ def build_engine(model: PerspectivistModel, cfg: RunConfig):
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    if cfg.distributed.zero_stage == 3:
+        from hyperscale import zero3
+
+        zero3.register_trainable_as_external(model)
+        if not cfg.distributed.use_gpu:
+            zero3.patch_cpu_zero_grad()
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg),
         dist_init_required=False)

@@ -36,11 +36,14 @@ def test_launch_rejects_a_bad_key_before_ray_starts():
     assert "ray" not in out.stdout.lower()  # nothing was scheduled: no run directory, no Ray start
 
 
-def test_zero3_is_refused_with_the_fix():
-    for device in ("false", "true"):
-        with pytest.raises(ConfigError) as e:
-            tiny_config("distributed.zero_stage=3", f"distributed.use_gpu={device}")
-        assert e.value.key == "distributed.zero_stage" and "zero_stage=2" in str(e.value)
+def test_zero3_with_4bit_backbone_or_causal_lm_is_rejected_with_the_fix():
+    with pytest.raises(ConfigError) as e:
+        tiny_config("distributed.zero_stage=3", "model.quantization=4bit")
+    assert e.value.key == "distributed.zero_stage"
+    assert "zero_stage=2" in str(e.value) and "quantization=none" in str(e.value)
+    with pytest.raises(ConfigError, match="causal_lm"):
+        tiny_config("distributed.zero_stage=3", "model.task=causal_lm")
+    tiny_config("distributed.zero_stage=3", "model.quantization=none")  # unquantized classification is fine
 
 
 def test_preset_must_agree_with_zero_stage_and_offload():
