@@ -19,14 +19,15 @@ from hyperscale.config import RunConfig
 
 
 def wandb_mode(cfg: RunConfig) -> str:
-    """offline / online / disabled; WANDB_MODE in the environment wins over the config."""
+    """offline / online / disabled. An explicit logging.wandb.mode wins; `auto` takes
+    WANDB_MODE from the environment, else online with WANDB_API_KEY, else offline."""
+    mode = cfg.logging.wandb.mode
+    if mode != "auto":
+        return mode
     env = os.environ.get("WANDB_MODE")
     if env in ("offline", "online", "disabled"):
         return env
-    mode = cfg.logging.wandb.mode
-    if mode == "auto":
-        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-    return mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
 class RunLog:
@@ -45,6 +46,8 @@ class RunLog:
             run_id = "hs-" + "".join(c if c.isalnum() else "-" for c in Path(run_dir).resolve().name)[-60:]
             self.wandb = wandb.init(project=w.project, entity=w.entity, dir=str(run_dir), mode=wandb_mode(cfg),
                                     id=run_id, resume="allow", config=cfg.to_dict(),
+                                    # a worker restarted in the same process left its run open
+                                    reinit="finish_previous",
                                     settings=wandb.Settings(silent=True, console="off"))
             if resumed_step:
                 self.wandb.summary["resumed_from_step"] = resumed_step
