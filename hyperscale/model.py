@@ -69,7 +69,8 @@ class PerspectivistModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def n_trainable(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
+        # ZeRO-3 leaves an empty local tensor behind; ds_numel is the full size.
+        return sum(getattr(p, "ds_numel", p.numel()) for p in self.trainable_parameters())
 
     def annotator_tables(self) -> list[tuple[nn.Module, str]]:
         """(module, attribute) of every parameter indexed by annotator on dim 0."""

@@ -101,6 +101,7 @@ def test_zero3_partitions_resumes_and_gathers_like_zero2(full_run, tmp_path, mon
     metrics = launch(cfg("distributed.zero_stage=3", "distributed.deepspeed_config=configs/deepspeed/zero3.json",
                          "distributed.max_failures=1"), run_dir)
     assert list(records(run_dir, "resume")) == [2]
+    assert metrics["trainable_params"] == full_run[1]["trainable_params"] > 0  # counted in full, not per partition
     # Same math as ZeRO-2, other reduction order: equal to float32 rounding.
     assert_same_run(run_dir, metrics, full_run, tol=1e-4)
     z3, z2 = load_file(str(run_dir / "model/trainable.safetensors")), load_file(str(full_run[0] / "model/trainable.safetensors"))
