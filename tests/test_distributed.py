@@ -77,17 +77,12 @@ def test_job_killed_then_resubmitted_resumes_exactly(full_run, tmp_path, monkeyp
     assert_same_run(run_dir, metrics, full_run)
 
 
-def test_killed_worker_restarts_the_group_from_the_last_checkpoint(full_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fault", ["kill:rank=1:step=3", "save:rank=1:step=4"], ids=["killed_worker", "broken_save"])
+def test_group_restarts_from_the_last_complete_checkpoint(full_run, tmp_path, monkeypatch, fault):
+    """Rank 1 killed at step 3, or its save at step 4 broken half-way: with max_failures=1
+    Ray restarts the group from the checkpoint of step 2 and the run ends as the full one."""
     run_dir = tmp_path / "run"
-    monkeypatch.setenv(faults.ENV, "kill:rank=1:step=3")
-    metrics = launch(cfg("distributed.max_failures=1"), run_dir)
-    assert list(records(run_dir, "resume")) == [2]
-    assert_same_run(run_dir, metrics, full_run)
-
-
-def test_broken_save_restarts_from_the_previous_checkpoint(full_run, tmp_path, monkeypatch):
-    run_dir = tmp_path / "run"
-    monkeypatch.setenv(faults.ENV, "save:rank=1:step=4")
+    monkeypatch.setenv(faults.ENV, fault)
     metrics = launch(cfg("distributed.max_failures=1"), run_dir)
     assert list(records(run_dir, "resume")) == [2]
     assert_same_run(run_dir, metrics, full_run)
