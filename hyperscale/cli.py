@@ -7,7 +7,6 @@ typo in a key costs a second, not a model load.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

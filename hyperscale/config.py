@@ -9,7 +9,6 @@ is touched.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -351,6 +350,3 @@ def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
     """Read YAML, apply `--set` overrides, and validate everything before any work starts."""
     return build_config(load_yaml(path), overrides)
 
-
-def replace(cfg: RunConfig, **sections) -> RunConfig:
-    return dataclasses.replace(cfg, **sections)

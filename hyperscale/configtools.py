@@ -23,10 +23,6 @@ def _is_dataclass_type(tp) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
 def _coerce(value: Any, tp, key: str):
     """Check `value` against the annotation `tp`, converting where YAML is loose (int -> float)."""
     origin = typing.get_origin(tp)

@@ -189,18 +189,6 @@ def evaluate(model, rows: EncodedRows, labels: list[str], train_majority: int, c
     return metrics
 
 
-class MetricsLog:
-    """`metrics.jsonl`: one JSON object per logged step (rank 0 only)."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def write(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-
 def subsample(frame, max_rows: int | None, seed: int):
     if max_rows is None or len(frame) <= max_rows:
         return frame
