@@ -148,6 +148,9 @@ class TrainConfig:
     micro_batch_size: int = 16  # rows per worker per forward
     grad_accum_steps: int = 1
     lr: float = 1e-3
+    # LR multiplier for the per-annotator tables (embeddings, per-annotator heads and
+    # LoRAs); each row sees ~1/n_annotators of the data, so it learns slower at lr.
+    annotator_lr_scale: float = 1.0
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
@@ -166,6 +169,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}", "must be >= 0.")
         if self.lr <= 0:
             raise ConfigError("train.lr", f"{self.lr} must be > 0.")
+        if self.annotator_lr_scale <= 0:
+            raise ConfigError("train.annotator_lr_scale", f"{self.annotator_lr_scale} must be > 0.")
         if self.warmup_steps >= self.max_steps and self.warmup_steps > 0:
             raise ConfigError("train.warmup_steps", f"{self.warmup_steps} >= train.max_steps={self.max_steps}: the run would never leave warm-up.",
                               "lower train.warmup_steps.")

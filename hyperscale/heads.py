@@ -6,7 +6,7 @@
   gives the full-vocabulary logits the LM loss is computed on.
 - `AnnotatorEmbeddingHead` (adapter.kind=annotator_embedding, AART / Deng et al.
   style): a learned annotator embedding added to the pooled representation, then
-  a RoBERTa-style dense + tanh + linear classifier.
+  a dense + GELU + linear classifier.
 - `MultiHead` (adapter.kind=multi_head, Davani et al. style): one linear head per
   annotator, stored as one (n_annotators, H, C) tensor and gathered per row.
 Unknown annotators (index -1) get the mean embedding / the mean head
@@ -34,16 +34,20 @@ class ClassHead(nn.Module):
 
 
 class AnnotatorEmbeddingHead(nn.Module):
-    """logits = out(tanh(dense(pooled + e[annotator]))).
+    """logits = out(gelu(dense(pooled + e[annotator]))).
 
-    Why the dense + tanh: AART adds its annotator embedding to RoBERTa's [CLS]
-    vector, whose classification head is exactly dense -> tanh -> out_proj. With a
-    bare linear head the embedding would only add a per-annotator bias to the
-    logits, which cannot express "this annotator cares about another word".
+    Why a hidden layer: with a bare linear head the embedding would only add a
+    per-annotator bias to the logits, which cannot express "this annotator cares
+    about another word"; AART adds its embedding to RoBERTa's [CLS] vector, whose
+    head is dense -> tanh -> out_proj. Why GELU, not tanh: tanh' is even, so at the
+    perspective-blind start an annotator's residuals are uncorrelated with the slope
+    each unit has on an item and the embedding gets almost no first-order gradient;
+    a (G)ELU unit's slope is ~1 exactly where its feature fires, so e[annotator]
+    learns to switch feature detectors on and off per annotator.
+    Measured on configs/synthetic.yaml, lr 3e-3, train.annotator_lr_scale=10, mean
+    per-annotator macro-F1 (shared_lora 0.639 at 600 steps): 600 steps tanh ~0.70
+    (1500 steps), GELU 0.839, ReLU 0.821; 300 steps GELU 0.675.
     The table starts at zero, so the first forward is the perspective-blind model.
-    Measured on configs/synthetic.yaml, 300 steps: zero init 0.614 mean per-annotator
-    macro-F1, N(0, 1) init (like the hypernetwork's table) 0.608, shared_lora 0.614:
-    at this budget the embedding does not get past the blind model either way.
     """
 
     def __init__(self, hidden: int, n_classes: int, n_annotators: int):
@@ -59,7 +63,7 @@ class AnnotatorEmbeddingHead(nn.Module):
     def forward(self, pooled: torch.Tensor, batch: dict) -> torch.Tensor:
         emb = gather_rows(self.annotator.weight, batch["cond_annotator"])  # (B, H)
         h = pooled.to(emb.dtype) + emb
-        return self.out(torch.tanh(self.dense(h)))  # (B, C)
+        return self.out(nn.functional.gelu(self.dense(h)))  # (B, C)
 
 
 class MultiHead(nn.Module):

@@ -68,6 +68,21 @@ class PerspectivistModel(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self, lr: float, annotator_lr_scale: float) -> list[dict]:
+        """Optimizer groups: the per-annotator tables at lr * annotator_lr_scale, the rest at lr.
+
+        Each annotator's row gets a gradient only from that annotator's rows (1/n of a
+        batch), so it moves about n times slower than the shared weights at the same lr.
+        """
+        table_ids = {id(getattr(m, a)) for m, a in self.annotator_tables()}
+        trainable = self.trainable_parameters()
+        tables = [p for p in trainable if id(p) in table_ids]
+        rest = [p for p in trainable if id(p) not in table_ids]
+        groups = [{"params": rest, "lr": lr}]
+        if tables:
+            groups.append({"params": tables, "lr": lr * annotator_lr_scale})
+        return groups
+
     def n_trainable(self) -> int:
         # ZeRO-3 leaves an empty local tensor behind; ds_numel is the full size.
         return sum(getattr(p, "ds_numel", p.numel()) for p in self.trainable_parameters())

@@ -114,7 +114,7 @@ def deepspeed_config(cfg: RunConfig) -> dict:
 def build_engine(model: PerspectivistModel, cfg: RunConfig):
     import deepspeed  # heavy and platform-specific: only inside the worker
 
-    params = model.trainable_parameters()
+    params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale)
     if cfg.distributed.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 

@@ -118,3 +118,37 @@ def test_each_kind_runs_end_to_end(tmp_path, kind, extra):
     assert "soft_ce" in saved["majority_baseline"]
     rows = list(csv.DictReader(open(tmp_path / "per_annotator.csv")))
     assert len(rows) == saved["n_annotators_total"] and all(r["known"] == "True" for r in rows)
+
+
+def test_param_groups_split_tables_from_shared_weights():
+    model = _model("multi_head")
+    groups = model.param_groups(1e-3, 10.0)
+    assert [g["lr"] for g in groups] == [1e-3, 1e-2]
+    tables = {id(getattr(m, a)) for m, a in model.annotator_tables()}
+    assert {id(p) for p in groups[1]["params"]} == tables
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.trainable_parameters())  # each exactly once
+    assert len(_model("shared_lora").param_groups(1e-3, 10.0)) == 1  # no tables, one group
+
+
+def test_engine_steps_annotator_tables_at_scaled_lr():
+    """Adam's first step moves every parameter with a gradient by ~lr (sign of the gradient),
+    so through the real DeepSpeed engine: table rows move ~10x the shared head bias."""
+    from hyperscale.worker import build_engine, setup_distributed
+
+    setup_distributed(use_gpu=False)
+    cfg = tiny_config("adapter.kind=annotator_embedding", "train.lr=0.001", "train.annotator_lr_scale=10",
+                      "train.warmup_steps=0", "train.lr_schedule=constant", "train.max_grad_norm=0")
+    torch.manual_seed(0)
+    model = build_model(cfg, {"annotator": 6}, ["0", "1"])
+    engine, _, _ = build_engine(model, cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    batch = make_batch(n=8, n_annotators=6)
+    batch["cond_annotator"] = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    engine.backward(engine(batch)["loss"])
+    engine.step()
+    table = (model.head.annotator.weight - before["head.annotator.weight"]).abs()
+    bias = (model.head.out.bias - before["head.out.bias"]).abs()
+    torch.testing.assert_close(table[:4].max(), torch.tensor(1e-2), rtol=0.05, atol=0)
+    assert table[4:].max() == 0  # annotators 4, 5 had no rows and no Adam history
+    torch.testing.assert_close(bias.max(), torch.tensor(1e-3), rtol=0.05, atol=0)

@@ -39,6 +39,8 @@ def test_wrong_type_and_choice():
         build_config(SYNTH, ["model.quantization=3bit"])
     with pytest.raises(ConfigError, match="adapter.rank"):
         build_config(SYNTH, ["adapter.rank=0"])
+    with pytest.raises(ConfigError, match="train.annotator_lr_scale"):
+        build_config(SYNTH, ["train.annotator_lr_scale=0"])
 
 
 def test_impossible_combinations():

@@ -22,7 +22,7 @@ def _train(cfg, run_dir):
 def test_hyper_lora_beats_shared_lora_on_disagreeing_groups(tmp_path):
     """4 groups label by different trigger words. A perspective-blind model cannot
     exceed the analytic ceiling of 0.6875 mean per-annotator macro-F1; measured with
-    configs/synthetic.yaml (300 steps): hyper_lora 0.926, shared_lora 0.614. The test
+    configs/synthetic.yaml (600 steps): hyper_lora 0.970, shared_lora 0.648. The test
     asks for a 0.15 margin (half the measured gap) and hyper_lora above the blind
     ceiling, so it fails if per-annotator conditioning stops working, not on noise."""
     blind_ceiling = ceilings(4, 0.0)["blind"]
