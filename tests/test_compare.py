@@ -32,7 +32,7 @@ def _fake_trainer(seen):
 
 def test_compare_writes_json_table_and_plots(tmp_path):
     seen = []
-    summary = run_compare(CONFIG, "shared_lora,hyper_lora,shared_lora+agg", tmp_path, ["train.max_steps=17"],
+    summary = run_compare(CONFIG, "shared_lora,hyper_lora,shared_lora+agg", tmp_path, ["train.max_steps=17", "train.warmup_steps=0"],
                           trainer=_fake_trainer(seen))
     # identical configs except the adapter kind (and aggregation for the pseudo-kind)
     dicts = [c.to_dict() for c in seen]
