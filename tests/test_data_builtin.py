@@ -1,12 +1,14 @@
-"""Built-in sets reproduce the counts in shared/data/README.md (skipped if the data is absent)."""
+"""Built-in sets reproduce the counts in datasets/README.md; the vendored copy is found and verbatim."""
 
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from hyperscale.data import DataConfig, load_data
 from hyperscale.data.builtin import convabuse_split, data_root
+from hyperscale.errors import ConfigError
 
 try:
     ROOT = data_root(DataConfig())
@@ -70,3 +72,31 @@ def test_pipa_counts_and_item_split():
     assert again.eval["item_id"].tolist() == data.eval["item_id"].tolist()
     small = load_data(DataConfig(source="pipa_toxicity", max_items=100))
     assert pd.concat([small.train, small.eval])["item_id"].nunique() == 100
+
+
+VENDORED = Path(__file__).resolve().parents[1] / "datasets"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the workspace's copy, if any
+
+
+def test_vendored_copy_is_found_without_shared_data(tmp_path, monkeypatch):
+    """A clean clone outside this workspace has no shared/data above it: the copy in
+    datasets/ next to the package is the fallback."""
+    from hyperscale.data import builtin
+
+    repo = tmp_path / "clone"
+    (repo / "hyperscale" / "data").mkdir(parents=True)
+    (repo / "datasets").symlink_to(VENDORED)
+    monkeypatch.setattr(builtin, "__file__", str(repo / "hyperscale" / "data" / "builtin.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYPERSCALE_DATA_ROOT", raising=False)
+    assert data_root(DataConfig()).resolve() == VENDORED
+    (repo / "datasets").unlink()
+    with pytest.raises(ConfigError, match="data.root"):
+        data_root(DataConfig())
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no shared/data on this machine to compare with")
+def test_vendored_copy_is_verbatim():
+    for path in sorted(SHARED.rglob("*")):
+        if path.is_file() and path.parent != SHARED:  # the top README differs by its vendoring note
+            assert (VENDORED / path.relative_to(SHARED)).read_bytes() == path.read_bytes(), path

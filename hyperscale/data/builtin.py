@@ -57,7 +57,8 @@ _PIPA_FILE = "all_comments_disaggregated.json"
 
 
 def data_root(cfg: DataConfig) -> Path:
-    """data.root, else $HYPERSCALE_DATA_ROOT, else a `shared/data` above the cwd or the package."""
+    """data.root, else $HYPERSCALE_DATA_ROOT, else a `shared/data` above the cwd or the
+    package, else the copy vendored in the repository's `datasets/` folder."""
     if cfg.root:
         root = Path(cfg.root)
         if not root.is_dir():
@@ -74,8 +75,11 @@ def data_root(cfg: DataConfig) -> Path:
         for d in (start, *start.parents):
             if (d / "shared" / "data").is_dir():
                 return d / "shared" / "data"
+    vendored = Path(__file__).resolve().parents[2] / "datasets"
+    if (vendored / "pipa_toxicity").is_dir():
+        return vendored
     raise ConfigError("data.root", "no folder of built-in data sets was found (no shared/data above "
-                      f"{Path.cwd()} or the package).", "set data.root or $HYPERSCALE_DATA_ROOT.")
+                      f"{Path.cwd()} or the package, no {vendored}).", "set data.root or $HYPERSCALE_DATA_ROOT.")
 
 
 def _need(path: Path) -> Path:
