@@ -57,10 +57,10 @@ def print_summary(metrics: dict, run_dir: str) -> None:
 
 
 def cmd_compare(args) -> int:
-    from hyperscale.compare import run_compare
+    from hyperscale.compare import parse_seeds, run_compare
 
     run_dir = args.run_dir or str(Path("runs") / f"compare-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    summary = run_compare(args.config, args.kinds, run_dir, args.overrides)
+    summary = run_compare(args.config, args.kinds, run_dir, args.overrides, seeds=parse_seeds(args.seeds))
     print((Path(run_dir) / "compare.md").read_text())
     print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
     return 0 if summary["kinds"] else 1
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--kinds", required=True, help="comma-separated adapter kinds, e.g. hyper_lora,shared_lora,"
                    "annotator_embedding,multi_head,per_annotator_lora (also shared_lora+agg)")
+    p.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2: each kind is trained once per "
+                   "seed and the table shows mean ± std (default: the config's seed, one run per kind)")
     p = sub.add_parser("onboard", help="fit new annotators' own parameters on their first k labels")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--data", required=True, help="CSV/JSONL/Parquet rows (text, annotator, label) of new annotators")

@@ -6,6 +6,12 @@ the same entry point as `hyperscale train` into its own sub run directory
 RUN_DIR/<kind>/. Every config is built and validated before the first run
 starts, so a typo in the fifth kind costs a second, not four trainings.
 
+With `seeds` (`--seeds 0,1,2`) every kind is trained once per `train.seed` (weight
+init and batch order; the data split stays fixed) into RUN_DIR/<kind>/seed<s>/; a
+kind's record then holds the mean of each metric over seeds, its standard deviation
+(`<metric>_std`, ddof=1) and every seed's value (`per_seed`), and compare.md shows
+"mean ± std". One seed on a small eval set can rank kinds by noise.
+
 Outputs in RUN_DIR: compare.json (one record per kind plus the majority-class
 reference), compare.md (the same as a Markdown table), per_annotator_f1.png
 (per-annotator F1 distribution per kind) and macro_f1_vs_params.png.
@@ -80,17 +86,46 @@ def _record(name: str, metrics: dict, run_dir: Path, wall: float) -> dict:
     return rec
 
 
+# Metrics averaged over seeds (the rest of a record is identical across seeds or a count).
+SEED_METRICS = ("macro_f1", "micro_f1", "pos_f1", "accuracy", "majority_vote_f1", "majority_vote_accuracy",
+                "soft_ce", "soft_manhattan", "soft_jsd", "samples_per_s", "wall_s")
+
+
+def merge_seeds(records: list[dict], seeds: list[int]) -> dict:
+    """One kind's per-seed records -> mean record with <metric>_std and per_seed values."""
+    out = dict(records[0])
+    out["seeds"] = list(seeds)
+    out["run_dir"] = [r["run_dir"] for r in records]
+    out["per_seed"] = {k: [r.get(k) for r in records] for k in SEED_METRICS if k in records[0]}
+    for k, values in out["per_seed"].items():
+        v = np.asarray(values, dtype=np.float64)
+        out[k] = float(v.mean())
+        out[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    out["wall_s"] = float(sum(out["per_seed"]["wall_s"]))  # the kind's total, not its mean
+    out.pop("wall_s_std", None)
+    per = [r["per_annotator_macro_f1"] for r in records]
+    out["per_annotator_macro_f1"] = {a: float(np.mean([p[a] for p in per if a in p])) for a in per[0]}
+    return out
+
+
 def _fmt(value, spec: str) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "-"
     return format(value, spec)
 
 
+def _cell(record: dict, key: str, spec: str) -> str:
+    std = record.get(f"{key}_std")
+    if std is None or len(record.get("seeds", [])) < 2:
+        return _fmt(record.get(key), spec)
+    return f"{_fmt(record.get(key), spec)} ± {_fmt(std, spec)}"
+
+
 def markdown_table(records: list[dict], baseline: dict | None) -> str:
     head = "| kind | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
     for r in records:
-        lines.append(f"| {r['kind']} | " + " | ".join(_fmt(r.get(k), f) for k, _, f in COLUMNS) + " |")
+        lines.append(f"| {r['kind']} | " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
     if baseline:
         lines.append("| majority class | " + " | ".join(
             _fmt(baseline.get(k), f) if k not in ("trainable_params", "params_per_annotator", "samples_per_s", "wall_s")
@@ -98,26 +133,47 @@ def markdown_table(records: list[dict], baseline: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; None -> None (the config's train.seed, one run per kind)."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError("--seeds", f"{text!r} is not a comma-separated list of integers.", "e.g. --seeds 0,1,2.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("--seeds", f"{text!r} is empty or names a seed twice.", "e.g. --seeds 0,1,2.")
+    return seeds
+
+
 def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: list[str] | None = None,
-                trainer=default_trainer) -> dict:
-    """Train every kind, then write compare.json, compare.md and the plots; returns the summary."""
+                trainer=default_trainer, seeds: list[int] | None = None) -> dict:
+    """Train every kind (once per seed), then write compare.json, compare.md and the plots; returns the summary."""
     run_dir = Path(run_dir)
-    plan = [(name, load_config(config_path, [*(overrides or []), *extra])) for name, _, extra in parse_kinds(kinds)]
-    for name, _ in plan:
-        if (run_dir / name / "metrics.jsonl").exists():
-            raise ConfigError("--run-dir", f"{run_dir / name} already holds a run (metrics.jsonl would be appended to).",
-                              "pass a new --run-dir.")
+    seed_runs = [(None, [])] if not seeds else [(s, [f"train.seed={s}"]) for s in seeds]
+    plan = [(name, [(seed, run_dir / name / (f"seed{seed}" if seeds else ""),
+                     load_config(config_path, [*(overrides or []), *extra, *seed_extra]))
+                    for seed, seed_extra in seed_runs])
+            for name, _, extra in parse_kinds(kinds)]
+    for _, runs in plan:
+        for _, sub, _ in runs:
+            if (sub / "metrics.jsonl").exists():
+                raise ConfigError("--run-dir", f"{sub} already holds a run (metrics.jsonl would be appended to).",
+                                  "pass a new --run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
     records, baseline = [], None
-    for name, cfg in plan:
-        sub = run_dir / name
-        t0 = time.perf_counter()
-        metrics = trainer(cfg, sub)
-        records.append(_record(name, metrics, sub, time.perf_counter() - t0))
-        baseline = baseline or metrics.get("majority_baseline")
-        print(f"[compare] {name}: macro_f1={metrics.get('macro_f1', float('nan')):.4f} "
-              f"({records[-1]['wall_s']:.1f} s)", flush=True)
-    summary = {"config": str(config_path), "overrides": list(overrides or []),
+    for name, runs in plan:
+        per_seed = []
+        for seed, sub, cfg in runs:
+            t0 = time.perf_counter()
+            metrics = trainer(cfg, sub)
+            per_seed.append(_record(name, metrics, sub, time.perf_counter() - t0))
+            baseline = baseline or metrics.get("majority_baseline")
+            tag = f" seed {seed}" if seed is not None else ""
+            print(f"[compare] {name}{tag}: macro_f1={metrics.get('macro_f1', float('nan')):.4f} "
+                  f"({per_seed[-1]['wall_s']:.1f} s)", flush=True)
+        records.append(merge_seeds(per_seed, seeds) if seeds else per_seed[0])
+    summary = {"config": str(config_path), "overrides": list(overrides or []), "seeds": seeds,
                "kinds": records, "majority_baseline": baseline}
     _write(run_dir / "compare.json", json.dumps(summary, indent=2))
     _write(run_dir / "compare.md", markdown_table(records, baseline))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from hyperscale.compare import markdown_table, parse_kinds, run_compare
 from hyperscale.errors import ConfigError
@@ -69,3 +70,32 @@ def test_parse_kinds_and_table_formatting():
         parse_kinds("hyper_lora,hyper_lora")
     table = markdown_table([{"kind": "x", "macro_f1": float("nan"), "trainable_params": 12345}], None)
     assert "| x | - |" in table and "12,345" in table
+
+
+def test_parse_seeds():
+    from hyperscale.compare import parse_seeds
+
+    assert parse_seeds(None) is None and parse_seeds("0, 1,2") == [0, 1, 2]
+    for bad in ("0,x", "", "1,1"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_compare_over_seeds_reports_mean_and_std(tmp_path):
+    """Real training (tiny budget), two kinds x two seeds: sub runs per seed, mean ± std in the table."""
+    short = ["data.synthetic.n_items=80", "data.synthetic.n_annotators=8", "train.max_steps=8", "train.warmup_steps=0",
+             "train.micro_batch_size=16", "train.log_every=4", "eval.min_items_per_annotator=1",
+             "train.progress_bar=false"]
+    summary = run_compare(CONFIG, "shared_lora,hyper_lora", tmp_path, short, seeds=[0, 1])
+    assert summary["seeds"] == [0, 1]
+    for rec in summary["kinds"]:
+        values = rec["per_seed"]["macro_f1"]
+        assert len(values) == 2 and rec["macro_f1"] == pytest.approx(sum(values) / 2)
+        assert rec["macro_f1_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+        for seed in (0, 1):
+            saved = yaml.safe_load((tmp_path / rec["kind"] / f"seed{seed}" / "config.yaml").read_text())
+            assert saved["train"]["seed"] == seed and saved["adapter"]["kind"] == rec["kind"]
+    hyper = next(r for r in summary["kinds"] if r["kind"] == "hyper_lora")
+    assert hyper["per_seed"]["soft_ce"][0] != hyper["per_seed"]["soft_ce"][1]  # the seed reached the init
+    md = (tmp_path / "compare.md").read_text()
+    assert " ± " in md and "| hyper_lora | " in md
