@@ -30,7 +30,6 @@ rules the newcomer follows, so the gain must be at least 0.10.
 
 import json
 
-import pandas as pd
 import pytest
 
 from hyperscale.config import load_config
