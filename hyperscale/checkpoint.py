@@ -44,7 +44,9 @@ from hyperscale.errors import CheckpointError
 MANIFEST = "MANIFEST.json"
 STATE = "trainer_state.json"
 ENGINE_TAG = "state"
-FORMAT = 1
+# 2: the optimizer holds two parameter groups (shared weights, per-annotator tables at
+# train.annotator_lr_scale); a format-1 optimizer state has one and cannot be loaded.
+FORMAT = 2
 RAY_SESSION_ENV = "HYPERSCALE_RAY_TRAIN"  # set by the launcher inside Ray Train workers
 
 
@@ -234,6 +236,10 @@ def check_compatible(ckpt_dir: Path, cfg: RunConfig, vocab: ConditionVocab, labe
         raise CheckpointError(f"checkpoint {ckpt_dir} is incomplete (missing or truncated: {missing[:5]}). "
                               f"Fix: delete that folder; the run resumes from the previous complete checkpoint.")
     state = json.loads((ckpt_dir / STATE).read_text())
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {ckpt_dir} has format {state.get('format')}; this version of hyperscale "
+                              f"reads format {FORMAT} (its optimizer state is laid out differently). Fix: resume it "
+                              f"with the hyperscale version that wrote it, or start a new run directory.")
     if state["config_fingerprint"] != cfg.fingerprint():
         saved = json.loads(state["config_fingerprint"])
         changes = _diff(saved, json.loads(cfg.fingerprint()))

@@ -342,8 +342,11 @@ class RunConfig:
         os.replace(tmp, path)
 
     def fingerprint(self) -> str:
-        """What a checkpoint must agree on to be resumed by this config (model + adapter shape)."""
-        keep = {"model": self.to_dict()["model"], "adapter": self.to_dict()["adapter"]}
+        """What a checkpoint must agree on to be resumed by this config: model and adapter
+        shape, and the per-annotator lr scale (a resumed LR schedule keeps the saved one)."""
+        d = self.to_dict()
+        keep = {"model": d["model"], "adapter": d["adapter"],
+                "train": {"annotator_lr_scale": d["train"]["annotator_lr_scale"]}}
         return json.dumps(keep, sort_keys=True)
 
 

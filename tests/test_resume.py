@@ -80,3 +80,11 @@ def test_incompatible_checkpoint_names_the_mismatch_and_the_fix(full_run, tmp_pa
     with pytest.raises(CheckpointError) as e:
         run_training(cfg("data.synthetic.n_annotators=30"), run_dir)
     assert "is not a prefix" in str(e.value) and "Fix:" in str(e.value)
+
+    with pytest.raises(CheckpointError, match="train.annotator_lr_scale: 10.0 in the checkpoint, 1.0 now"):
+        run_training(cfg("train.annotator_lr_scale=1"), run_dir)
+
+    state = run_dir / "checkpoint_000002" / checkpoint.STATE
+    state.write_text(state.read_text().replace(f'"format": {checkpoint.FORMAT}', '"format": 1'))
+    with pytest.raises(CheckpointError, match="has format 1; this version of hyperscale reads format 2.*Fix:"):
+        run_training(cfg(), run_dir)
