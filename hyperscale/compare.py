@@ -86,9 +86,10 @@ def _record(name: str, metrics: dict, run_dir: Path, wall: float) -> dict:
     return rec
 
 
-# Metrics averaged over seeds (the rest of a record is identical across seeds or a count).
+# Metrics averaged over seeds (the rest of a record is identical across seeds or a
+# count; wall_s is summed: the kind's total).
 SEED_METRICS = ("macro_f1", "micro_f1", "pos_f1", "accuracy", "majority_vote_f1", "majority_vote_accuracy",
-                "soft_ce", "soft_manhattan", "soft_jsd", "samples_per_s", "wall_s")
+                "soft_ce", "soft_manhattan", "soft_jsd", "samples_per_s")
 
 
 def merge_seeds(records: list[dict], seeds: list[int]) -> dict:
@@ -96,13 +97,13 @@ def merge_seeds(records: list[dict], seeds: list[int]) -> dict:
     out = dict(records[0])
     out["seeds"] = list(seeds)
     out["run_dir"] = [r["run_dir"] for r in records]
-    out["per_seed"] = {k: [r.get(k) for r in records] for k in SEED_METRICS if k in records[0]}
-    for k, values in out["per_seed"].items():
-        v = np.asarray(values, dtype=np.float64)
-        out[k] = float(v.mean())
-        out[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    out["wall_s"] = float(sum(out["per_seed"]["wall_s"]))  # the kind's total, not its mean
-    out.pop("wall_s_std", None)
+    out["per_seed"] = {k: [r.get(k) for r in records] for k in (*SEED_METRICS, "wall_s") if k in records[0]}
+    for k in SEED_METRICS:
+        if k in out["per_seed"]:
+            v = np.asarray(out["per_seed"][k], dtype=np.float64)
+            out[k] = float(v.mean())
+            out[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    out["wall_s"] = float(sum(out["per_seed"]["wall_s"]))
     per = [r["per_annotator_macro_f1"] for r in records]
     out["per_annotator_macro_f1"] = {a: float(np.mean([p[a] for p in per if a in p])) for a in per[0]}
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,6 @@ def training_curves(records: list[dict], path: Path) -> None:
 
 def run_plots(run_dir: Path, metrics: dict) -> None:
     """The PNGs of one run: `training_curve.png` and `per_annotator_f1.png`."""
-    import json
-
     log = run_dir / "metrics.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     if records:

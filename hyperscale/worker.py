@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,8 +251,6 @@ def run_training(cfg: RunConfig, run_dir: str | Path) -> dict:
     pad_id = tok.pad_token_id
     t = cfg.train
     progress = None
-    import sys
-
     # A live bar only on a terminal: in a log file (ray job logs, CI) its redraws are
     # noise, and the per-log-step line (step i/n, loss, throughput) already shows progress.
     if ctx.is_main and t.progress_bar and sys.stderr.isatty():

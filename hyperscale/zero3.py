@@ -18,9 +18,10 @@ from torch import nn
 
 
 def register_trainable_as_external(model: nn.Module) -> int:
+    """`model`: a PerspectivistModel (anything with trainable_parameters())."""
     import deepspeed
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = model.trainable_parameters()
     for p in params:
         deepspeed.zero.register_external_parameter(model, p)
     return len(params)
