@@ -1,5 +1,6 @@
-"""`hyperscale` command line: train, compare, onboard, predict, bench.
+"""`hyperscale` command line: train, compare, onboard, predict, config, bench.
 
+Argument parsing and printing only; the work is the public API (hyperscale/api.py).
 Every subcommand validates its config completely before any model loads, so a
 typo in a key costs a second, not a model load.
 """
@@ -7,92 +8,104 @@ typo in a key costs a second, not a model load.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 
 from hyperscale.errors import HyperscaleError
 
 
-def _default_run_dir(config_path: str) -> str:
-    return str(Path("runs") / f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.max_steps=50 (repeatable)")
-    p.add_argument("--run-dir", default=None, help="where to write the run (default: runs/<config>-<time>)")
+                   help="override a config key, e.g. --set train.max_steps=50 (repeatable; `hyperscale config` "
+                        "lists every key)")
+    p.add_argument("--run-dir", default=None, help="where to write the run (default: runs/<config>-<time>); an "
+                   "existing one is resumed from its newest complete checkpoint")
 
 
 def cmd_train(args) -> int:
+    from hyperscale.api import default_run_dir, train
     from hyperscale.config import load_config
+    from hyperscale.eval.report import summary_text
 
     cfg = load_config(args.config, args.overrides)
-    if args.no_ray:  # one process, no Ray: for debugging and tests
-        run_dir = args.run_dir or _default_run_dir(args.config)
-        from hyperscale.worker import run_training
-
-        metrics = run_training(cfg, run_dir)
-    else:  # the default: Ray Train workers (a local Ray unless RAY_ADDRESS names a cluster)
-        from hyperscale.launcher import default_run_dir, launch
-
-        run_dir = str(args.run_dir or default_run_dir(cfg, args.config))
-        metrics = launch(cfg, run_dir)
-    print_summary(metrics, run_dir)
+    run_dir = args.run_dir or str(default_run_dir(cfg, Path(args.config).stem))
+    metrics = train(cfg, run_dir, use_ray=not args.no_ray)
+    print(summary_text(metrics, run_dir))
     return 0
 
 
-def print_summary(metrics: dict, run_dir: str) -> None:
-    base = metrics.get("majority_baseline", {})
-    rows = [("macro_f1", "mean per-annotator macro-F1"), ("micro_f1", "macro-F1 over all pairs"),
-            ("pos_f1", "F1 of the minority class"), ("accuracy", "accuracy")]
-    print(f"\nevaluation ({metrics['n_examples']} rows, {metrics['n_annotators']} annotators scored, "
-          f"{metrics.get('trainable_params', 0):,} trainable params)")
-    print(f"{'metric':<10} {'model':>8} {'majority':>9}  meaning")
-    for key, meaning in rows:
-        if key in metrics:
-            print(f"{key:<10} {metrics[key]:>8.4f} {base.get(key, float('nan')):>9.4f}  {meaning}")
-    print(f"run directory: {run_dir}  (eval.json, metrics.jsonl, config.yaml)")
-
-
 def cmd_compare(args) -> int:
-    from hyperscale.compare import parse_seeds, run_compare
+    from hyperscale.api import compare, default_run_dir
+    from hyperscale.config import load_config
+    from hyperscale.experiments.compare import parse_seeds
 
-    run_dir = args.run_dir or str(Path("runs") / f"compare-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    summary = run_compare(args.config, args.kinds, run_dir, args.overrides, seeds=parse_seeds(args.seeds))
+    run_dir = args.run_dir or str(default_run_dir(load_config(args.config, args.overrides),
+                                                  f"compare-{Path(args.config).stem}"))
+    summary = compare(args.config, args.kinds, run_dir, overrides=args.overrides, seeds=parse_seeds(args.seeds))
     print((Path(run_dir) / "compare.md").read_text())
     print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
     return 0 if summary["kinds"] else 1
 
 
 def cmd_onboard(args) -> int:
-    from hyperscale.onboard import main as onboard_main
+    from hyperscale.api import onboard
 
-    return onboard_main(args)
+    result = onboard(args.run_dir, args.data, k=args.k, steps=args.steps, lr=args.lr)
+    print(f"onboarded {result['n_new_annotators']} new annotators on k={args.k} labels each "
+          f"({result['params_per_annotator']:,} parameters each); scored on {result['n_scored_rows']} later rows:")
+    print(f"  mean per-annotator macro-F1  fallback {result['macro_f1_fallback']:.4f}  "
+          f"onboarded {result['macro_f1_onboarded']:.4f}")
+    print(f"written: {Path(args.run_dir) / 'onboard.json'}")
+    return 0
 
 
 def cmd_predict(args) -> int:
-    from hyperscale.predict import main as predict_main
+    import pandas as pd
 
-    return predict_main(args)
+    from hyperscale.serve.predict import Predictor, read_texts
+
+    predictor = Predictor.from_run(args.run_dir)
+    texts = read_texts(args.texts) if args.texts else list(args.text)
+    long = predictor.predict(texts, args.annotators)
+    n_unknown = int((~long.drop_duplicates("annotator")["known"]).sum())
+    if args.out:
+        if args.out.endswith(".json"):
+            Path(args.out).write_text(json.dumps(long.to_dict(orient="records"), indent=1))
+        else:
+            long.to_csv(args.out, index=False)
+        print(f"{len(long)} predictions ({len(texts)} texts x {long['annotator'].nunique()} annotators) -> {args.out}")
+    else:
+        with pd.option_context("display.max_columns", 50, "display.width", 200):
+            print(predictor.matrix(long).to_string())
+    if n_unknown:
+        print(f"{n_unknown} annotator(s) unknown to this run (marked *): they got the fallback "
+              f"of adapter.kind={predictor.run.cfg.adapter.kind}.", file=sys.stderr)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from hyperscale.config.docs import render
+
+    print(render(args.key))
+    return 0
 
 
 def cmd_bench(args, rest: list[str]) -> int:
-    if args.what == "kernels":
-        from hyperscale.bench.kernels import main as bench_main
-    else:
-        raise SystemExit(f"unknown benchmark {args.what!r}")
-    return bench_main(rest)
+    from hyperscale.bench.kernels import main as bench_kernels
+
+    return {"kernels": bench_kernels}[args.what](rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hyperscale", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hyperscale {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run from a YAML config (on Ray Train workers)")
     _add_config_args(p)
     p.add_argument("--no-ray", action="store_true",
-                   help="run the training loop in this process (world size 1), without Ray")
+                   help="run the training loop in this process (one worker), without Ray")
     p = sub.add_parser("compare", help="train several adapter kinds on identical data and budget; table + plots")
     _add_config_args(p)
     p.add_argument("--kinds", required=True, help="comma-separated adapter kinds, e.g. hyper_lora,shared_lora,"
@@ -112,9 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--text", action="append", help="a text (repeatable)")
     p.add_argument("--annotators", default="all", help="comma-separated annotator ids, or 'all' (the run's vocabulary)")
     p.add_argument("--out", default=None, help="write the long table to .csv or .json instead of printing")
+    p = sub.add_parser("config", help="every config key with its type, default and meaning")
+    p.add_argument("key", nargs="?", help="a key or section, e.g. train.lr or adapter (default: all)")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
     p.add_argument("what", choices=["kernels"])
     return parser
+
+
+def _version() -> str:
+    from hyperscale import __version__
+
+    return __version__
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "onboard": cmd_onboard, "predict": cmd_predict,
+            "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args, rest)
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
-        return {"train": cmd_train, "compare": cmd_compare, "onboard": cmd_onboard,
-                "predict": cmd_predict}[args.command](args)
+        return COMMANDS[args.command](args)
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,3 +26,7 @@ class DataError(HyperscaleError):
 
 class CheckpointError(HyperscaleError):
     """A checkpoint is incomplete or was written by an incompatible run."""
+
+
+class RunDirError(HyperscaleError):
+    """A run directory is damaged, or cannot be written, or a command would overwrite a finished run."""

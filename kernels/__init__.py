@@ -11,7 +11,7 @@ driver, CPU-only heads); import `hyperscale.kernels.lowrank` where needed.
 # version and no __file__ as a stray namespace folder (not an install), and
 # bitsandbytes' `from kernels import get_kernel` then fails with the ImportError it
 # expects. Raising here instead crashes transformers' probe, which only catches
-# missing metadata (tests/test_lowrank.py checks both libraries).
+# missing metadata (tests/ops/test_reference.py checks both libraries).
 if __name__ != "hyperscale.kernels":
     __file__ = None
     __all__: list[str] = []

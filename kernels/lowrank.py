@@ -1,4 +1,4 @@
-"""Triton kernels for the batched per-row low-rank update (contract: hyperscale.lowrank).
+"""Triton kernels for the batched per-row low-rank update (contract: hyperscale/ops/reference.py).
 
     out[n] = base_out[n] + scale * B[idx[n]] @ (A[idx[n]] @ x[n])
 
@@ -370,7 +370,7 @@ class TritonLowRankUpdate(torch.autograd.Function):
 
 
 def triton_lowrank_update(base_out, x, A, B, idx, scale: float, deterministic: bool = False):
-    """Entry point called by hyperscale.lowrank.lowrank_update(backend="triton")."""
+    """The op of the `triton` backend (hyperscale.ops.op_for("triton"))."""
     if x.shape[0] == 0:
         return base_out.clone()
     return TritonLowRankUpdate.apply(base_out, x, A, B, idx, float(scale), bool(deterministic))

@@ -5,8 +5,9 @@
 
 The config is validated here, in the driver, before anything is scheduled: a typo
 costs a second, not a cluster allocation. This process imports Ray and the config
-only; deepspeed, bitsandbytes and triton load inside the workers (tests/test_launch.py
-holds that).
+only; deepspeed, bitsandbytes and triton load inside the workers
+(tests/cluster/test_launch.py holds that). This folder is not installed as a
+package: `--working-dir .` brings it along.
 """
 
 from __future__ import annotations
@@ -36,24 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hyperscale.api import default_run_dir
+    from hyperscale.cluster import launch
     from hyperscale.config import load_config
-    from hyperscale.launcher import default_run_dir, launch
+    from hyperscale.eval.report import summary_text
 
     try:
         cfg = load_config(args.config, args.overrides)
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, Path(args.config).stem)
     print(f"run directory: {run_dir.resolve()}", flush=True)
     try:
         metrics = launch(cfg, run_dir, address=args.address)
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from hyperscale.cli import print_summary
-
-    print_summary(metrics, str(run_dir))
+    print(summary_text(metrics, run_dir))
     print(f"wall time: {metrics['wall_time_s']:.1f} s", flush=True)
     return 0
 

@@ -1,8 +1,12 @@
-"""Small builders shared by tests: tiny configs and hand-made batches."""
+"""Small builders shared by tests: tiny configs, hand-made batches, a run directory without training."""
+
+import json
 
 import torch
 
 from hyperscale.config import build_config
+
+ANNOTATORS = [f"a{i}" for i in range(6)]
 
 
 def tiny_config(*overrides, family="llama"):
@@ -29,7 +33,27 @@ def make_batch(n=12, seq=10, vocab=1000, n_annotators=3, n_classes=2, seed=0, ta
 
 def records(run_dir, split="train"):
     """{step: record} of one split of a run's metrics.jsonl."""
-    import json
-
     return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
             if r["split"] == split}
+
+
+def make_run(tmp_path, kind="hyper_lora", *overrides):
+    """The files a finished training run leaves (rundir.py), from an untrained model with perturbed weights."""
+    from hyperscale.data.vocab import ConditionVocab
+    from hyperscale.model import build_model
+    from hyperscale.rundir import RunDir, save_trainable, trainable_state
+
+    cfg = tiny_config(f"adapter.kind={kind}", *overrides)
+    run = RunDir(tmp_path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, {"annotator": len(ANNOTATORS)}, ["0", "1"])
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # B starts at zero: give every table values so annotators differ
+        for p in model.trainable_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    cfg.save(run.config, runtime=model.runtime)
+    ConditionVocab({"annotator": ANNOTATORS}).save(run.vocab)
+    run.labels.write_text(json.dumps(["0", "1"]))
+    save_trainable(trainable_state(model), run.trainable)
+    return model

@@ -96,7 +96,7 @@ def _impl_fn(name: str, case: Case, seq_cond, seq_len, scale: float):
     """(fn(base_out, x, A, B, idx) -> out, or None with the reason it does not apply)."""
     import torch
 
-    from hyperscale.lowrank import torch_lowrank_update
+    from hyperscale.ops import torch_lowrank_update
 
     if name == "loop":
         return (lambda base, x, A, B, idx: torch_lowrank_update(base, x, A, B, idx, scale)), None

@@ -1,10 +1,14 @@
 """The data layer: perspectivist rows (text, annotator, label, [task, language]) from
-files, built-in sets or a generator, checked, split by item, and mapped to indices."""
+files, built-in sets or a generator, checked, split by item, mapped to indices, batched.
 
-from hyperscale.data.config import DataConfig, SyntheticConfig
-from hyperscale.data.load import PerspectivistData, load_data
-from hyperscale.data.report import BadRow, RowReport
-from hyperscale.data.vocab import ConditionVocab, LabelVocab
+    config.py     DataConfig, SyntheticConfig (read when the YAML is)
+    rows.py       CSV / JSONL / Parquet -> one long frame, malformed rows counted by reason
+    builtin.py    ConvAbuse and pipa_toxicity loaders;  synthetic.py  the rule-disagreeing generator
+    load.py       load_data: any source -> checked, subsampled, split by item (splits.py)
+    report.py     what loading found (data_report.json, bad_rows.jsonl)
+    vocab.py      condition ids -> indices (saved with every run and checkpoint)
+    aggregate.py  majority labels for the aggregate-then-train baseline
+    batches.py    rows -> token ids + condition indices; the resumable epoch sampler
 
-__all__ = ["BadRow", "ConditionVocab", "DataConfig", "LabelVocab", "PerspectivistData", "RowReport",
-           "SyntheticConfig", "load_data"]
+Importing this package loads nothing heavy: import the module you need.
+"""

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hyperscale.errors import CheckpointError, DataError
+
 
 @dataclass
 class EncodedRows:
@@ -29,9 +31,6 @@ class EncodedRows:
 
     def __len__(self) -> int:
         return len(self.row_item)
-
-    def n_tokens(self, rows: np.ndarray) -> int:
-        return int(sum(len(self.item_tokens[i]) for i in self.row_item[rows]))
 
 
 def encode_rows(frame: pd.DataFrame, tokenizer, vocab, labels: list[str], fields: list[str],
@@ -48,7 +47,9 @@ def encode_rows(frame: pd.DataFrame, tokenizer, vocab, labels: list[str], fields
     position = {item: i for i, item in enumerate(items["item_id"].tolist())}
     unknown_labels = sorted(set(frame["label"]) - set(label_index))
     if unknown_labels:
-        raise ValueError(f"labels {unknown_labels[:5]} are not among the training labels {labels}")
+        raise DataError(f"label value(s) {unknown_labels[:5]} are not among this run's classes {labels}. "
+                        f"Fix: map them to one of those classes (data.labels lists the classes a run accepts), "
+                        f"or drop those rows.")
     conditions = {f: np.asarray(vocab.index(f, frame[f].astype(str).tolist()), dtype=np.int64) for f in fields}
     return EncodedRows(
         item_tokens=[list(ids) for ids in enc["input_ids"]],
@@ -69,9 +70,7 @@ def collate(rows_data: EncodedRows, rows: np.ndarray, pad_id: int, device: torch
     for b, s in enumerate(seqs):
         ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[b, : len(s)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask,
-             "labels": torch.from_numpy(rows_data.labels[rows]),
-             "row_index": torch.from_numpy(np.asarray(rows, dtype=np.int64))}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.from_numpy(rows_data.labels[rows])}
     for field, values in rows_data.conditions.items():
         batch[f"cond_{field}"] = torch.from_numpy(values[rows])
     return {k: v.to(device) for k, v in batch.items()}
@@ -89,7 +88,8 @@ class EpochSampler:
 
     def __init__(self, n_rows: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if n_rows < world_size:
-            raise ValueError(f"{n_rows} training rows cannot be shared by {world_size} workers")
+            raise DataError(f"{n_rows} training rows cannot be shared by {world_size} workers (every worker needs "
+                            f"at least one row per epoch). Fix: add training rows or lower distributed.num_workers.")
         self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.batches_per_epoch = math.ceil(math.ceil(n_rows / world_size) / batch_size)
@@ -117,5 +117,8 @@ class EpochSampler:
 
     def load_state_dict(self, state: dict) -> None:
         if state["n_rows"] != self.n_rows or state["seed"] != self.seed:
-            raise ValueError("sampler state belongs to other data or another seed")
+            raise CheckpointError(f"the checkpoint's data position belongs to {state['n_rows']} training rows and "
+                                  f"seed {state['seed']}, this run has {self.n_rows} rows and seed {self.seed}. "
+                                  f"Fix: resume with the data and train.seed the run started with, or start a "
+                                  f"new run directory.")
         self.epoch, self.position, self._batches = state["epoch"], state["position"], None

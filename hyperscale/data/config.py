@@ -27,25 +27,25 @@ MAX_SYNTHETIC_ANNOTATORS = 1_000_000
 class SyntheticConfig:
     """A generated set whose annotator groups label by different rules (synthetic.py)."""
 
-    # Number of annotators. At least 2 (and at least n_groups, so no group is empty):
-    # tests use small sets; the range the product targets is 10..100,000.
     n_annotators: int = 40
-    # Annotator groups; group g labels "1" iff trigger word g is in the item. 1 group means
-    # everyone agrees (a control run where perspective-aware cannot beat perspective-blind).
+    """Number of annotators. At least 2 (and at least n_groups, so no group is empty): tests
+    use small sets; the range the product targets is 10..100,000."""
     n_groups: int = 4
-    # Distinct items (word sequences).
+    """Annotator groups; group g labels "1" iff trigger word g is in the item. 1 group means
+    everyone agrees (a control run where perspective-aware cannot beat perspective-blind)."""
     n_items: int = 2000
-    # Annotators who label each item; every annotator gets at least one item, so
-    # n_items * annotators_per_item must be >= n_annotators.
+    """Distinct items (word sequences)."""
     annotators_per_item: int = 5
-    # Probability that an annotator's label is flipped, independently per (item, annotator).
+    """Annotators who label each item; every annotator gets at least one item, so n_items *
+    annotators_per_item must be >= n_annotators."""
     label_noise: float = 0.0
-    # If > 0, each item gets a task id "t0".."t{n-1}" and the rule shifts with it (Hyper-X style).
+    """Probability that an annotator's label is flipped, independently per (item, annotator)."""
     n_tasks: int = 0
-    # If > 0, each item gets a language id "l0".."l{n-1}" and the rule shifts with it.
+    """If > 0, each item gets a task id "t0".."t{n-1}" and the rule shifts with it (Hyper-X style)."""
     n_languages: int = 0
-    # Seed of the generator; the same config always gives the same rows.
+    """If > 0, each item gets a language id "l0".."l{n-1}" and the rule shifts with it."""
     seed: int = 0
+    """Seed of the generator; the same config always gives the same rows."""
 
     def __post_init__(self) -> None:
         p = "data.synthetic."
@@ -82,45 +82,50 @@ class SyntheticConfig:
 class DataConfig:
     """Where the perspectivist rows come from and how they are validated and split."""
 
-    # "files" (train_files/eval_files), a built-in set ("convabuse", "pipa_toxicity"),
-    # or "synthetic" (generated from `synthetic`). The default is "synthetic" so that a
-    # bare DataConfig() (the embedded default run) is valid without any file on disk.
     source: str = "synthetic"
-    # CSV / JSONL / Parquet files with one row per (item, annotator) label; the format is
-    # taken from the extension (.csv, .json/.jsonl, .parquet).
+    """`files` (train_files / eval_files), a built-in set (`convabuse`, `pipa_toxicity`), or
+    `synthetic` (generated from `synthetic`). The default is synthetic so that a bare
+    DataConfig() is valid without any file on disk."""
     train_files: list[str] = field(default_factory=list)
-    # Held-out files; when empty, eval items are split off the train rows by item.
+    """CSV / JSONL / Parquet files with one row per (item, annotator) label; the format is
+    taken from the extension (.csv, .json/.jsonl, .parquet)."""
     eval_files: list[str] = field(default_factory=list)
-    # Column names in the files.
+    """Held-out files; when empty, eval items are split off the train rows by item."""
     text_column: str = "text"
+    """Column holding the text in the files."""
     annotator_column: str = "annotator"
+    """Column holding the annotator id."""
     label_column: str = "label"
-    # Column naming the item; None means the item is identified by its text.
+    """Column holding the label."""
     item_column: str | None = None
-    # Optional condition columns (Hyper-X style task / language ids).
+    """Column naming the item; unset: the item is identified by its text."""
     task_column: str | None = None
+    """Optional task-id column (a Hyper-X condition)."""
     language_column: str | None = None
-    # Class names. None: the sorted label values seen in the train rows. When given,
-    # any other value is a malformed row ("unknown_label").
+    """Optional language-id column (a Hyper-X condition)."""
     labels: list[str] | None = None
-    # Fraction of items held out for eval when there are no eval files (split BY ITEM).
+    """Class names, in logit order. Unset: the sorted label values seen in the train rows.
+    When given, any other value is a malformed row (`unknown_label`)."""
     eval_fraction: float = 0.2
-    # Seed of the item split and of the max_items subsample.
+    """Fraction of items held out for eval when there are no eval files (split by item)."""
     split_seed: int = 0
-    # Largest fraction of malformed rows tolerated per file before loading fails.
+    """Seed of the item split and of the max_items subsample."""
     max_bad_fraction: float = 0.01
-    # Keep only this many items (a deterministic subsample, for quick runs); None keeps all.
+    """Largest fraction of malformed rows tolerated per file before loading fails."""
     max_items: int | None = None
-    # ConvAbuse only: "binary" (not_abusive / abusive; is_abuse.-1..-3 are abusive,
-    # is_abuse.0 "ambiguous" joins not_abusive) or "five" (the authors' 5-way scale).
-    # None means "binary". Other sources reject it.
+    """Keep only this many items (a deterministic subsample, for quick runs); unset keeps all."""
     label_scheme: str | None = None
-    # Built-in sets with published splits (ConvAbuse): which one is the eval split.
+    """ConvAbuse only: `binary` (not_abusive / abusive; is_abuse.-1..-3 are abusive,
+    is_abuse.0 "ambiguous" joins not_abusive) or `five` (the authors' 5-way scale). Unset
+    means binary. Other sources reject it."""
     eval_split: str = "test"
-    # Folder holding the built-in sets. None: $HYPERSCALE_DATA_ROOT, else the first
-    # `shared/data` found walking up from the current directory, then from the package.
+    """Built-in sets with published splits (ConvAbuse): which one is the eval split."""
     root: str | None = None
+    """Folder holding the built-in sets. Unset: $HYPERSCALE_DATA_ROOT, else the first
+    `shared/data` found walking up from the current directory or the package, else the
+    copy in the repository's datasets/ folder."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """The generator of `source: synthetic`."""
 
     def __post_init__(self) -> None:
         if isinstance(self.synthetic, dict):  # tolerated so tests and notebooks can pass dicts

@@ -22,7 +22,7 @@ from hyperscale.data.config import DataConfig
 from hyperscale.data.report import RowReport
 from hyperscale.data.rows import read_files
 from hyperscale.data.splits import split_by_item, subsample_items
-from hyperscale.data.vocab import ConditionVocab, LabelVocab
+from hyperscale.data.vocab import ConditionVocab
 from hyperscale.errors import DataError
 
 
@@ -42,9 +42,6 @@ class PerspectivistData:
     def condition_vocab(self) -> ConditionVocab:
         """Ids seen in train only: eval-only annotators map to -1 (the documented fallback)."""
         return ConditionVocab.from_frame(self.train, self.condition_fields())
-
-    def label_vocab(self) -> LabelVocab:
-        return LabelVocab(self.labels)
 
 
 def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:

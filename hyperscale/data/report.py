@@ -7,7 +7,6 @@ number, reason and raw content, and `save(run_dir)` writes them next to the run.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -86,16 +85,11 @@ class RowReport:
 
     def save(self, run_dir: str) -> None:
         """Write data_report.json (counts) and bad_rows.jsonl (one malformed row per line)."""
-        os.makedirs(run_dir, exist_ok=True)
-        _write_atomic(os.path.join(run_dir, "data_report.json"), json.dumps(self.to_dict(), indent=2) + "\n")
+        from hyperscale import rundir
+
+        run = rundir.RunDir(run_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(run.data_report, self.to_dict())
         lines = [json.dumps({"file": b.file, "row": b.row, "reason": b.reason, "raw": b.raw},
                             ensure_ascii=False) for b in self.bad_rows]
-        _write_atomic(os.path.join(run_dir, "bad_rows.jsonl"), "".join(line + "\n" for line in lines))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    # A crash mid-write must not leave a truncated report that looks complete.
-    tmp = os.fspath(path) + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+        rundir.write_atomic(run.bad_rows, "".join(line + "\n" for line in lines))

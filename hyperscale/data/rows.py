@@ -110,6 +110,7 @@ def _utf8_copy(path: str, tmp: str) -> str:
 def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> dict[str, list]:
     """Columns of the file as python lists, read by the `datasets` packaged builder."""
     import datasets  # heavy import, only when files are actually read
+    from datasets.exceptions import DatasetGenerationError
 
     kwargs = {}
     if fmt == "csv":
@@ -117,15 +118,23 @@ def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> 
         # and labels like "1" must survive exactly as written.
         # utf-8-sig: pandas drops a leading byte-order mark from the header, so must we.
         with open(load_path, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
+            reader = csv.reader(f)
+            header = next(reader, [])
+            first_row = next(reader, None)
         if not header:
             raise DataError(f"data file {shown_path!r} is empty (no header row). Fix: add a header naming "
                             f"the columns, or remove the file from the config.")
+        if first_row is None:
+            raise DataError(f"data file {shown_path!r} has a header ({', '.join(header)}) but no rows. Fix: add "
+                            f"rows, or remove the file from the config.")
         # index_col=False: otherwise pandas silently takes extra leading fields of a ragged
         # first row as an index and shifts every column; with it, that is a ParserWarning
         # (raised below) and a ragged later row a ParserError, both reported with the file.
         kwargs = dict(features=datasets.Features({c: datasets.Value("string") for c in header}),
                       keep_default_na=False, na_values=[], index_col=False)
+    elif fmt == "json" and not _has_content(load_path):
+        raise DataError(f"data file {shown_path!r} is empty. Fix: add rows (one JSON object per line), or remove "
+                        f"the file from the config.")
     progress_was_on = datasets.utils.logging.is_progress_bar_enabled()
     datasets.utils.logging.disable_progress_bar()
     try:
@@ -133,9 +142,9 @@ def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> 
             warnings.simplefilter("error", pd.errors.ParserWarning)
             ds = datasets.load_dataset(fmt, data_files=load_path, split="train",
                                        cache_dir=os.path.join(tmp, "cache"), keep_in_memory=True, **kwargs)
-    except Exception as e:  # a parser error must name the file, not a cache path
+    except DatasetGenerationError as e:  # what the parser said, wrapped: name the file, not a cache path
         root = e
-        while root.__cause__ is not None:  # datasets wraps the parser's own (useful) message
+        while root.__cause__ is not None:
             root = root.__cause__
         raise DataError(f"data file {shown_path!r} could not be parsed as {fmt}: {type(root).__name__}: "
                         f"{str(root).strip().rstrip('.')}. "
@@ -144,6 +153,14 @@ def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> 
         if progress_was_on:
             datasets.utils.logging.enable_progress_bar()
     return {c: ds.data.column(c).to_pylist() for c in ds.column_names}
+
+
+def _has_content(path: str) -> bool:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def _as_str(v) -> str | None:

@@ -1,4 +1,4 @@
-"""Raw condition ids (annotator, task, language) and class names <-> integer indices.
+"""Raw condition ids (annotator, task, language) <-> integer indices.
 
 The hypernetwork's embedding tables are indexed by these integers, so the mapping is
 part of every checkpoint: a checkpoint trained with annotator "a7" at index 3 must not
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -96,12 +95,11 @@ class ConditionVocab:
                                   f"it was written by another hyperscale version.")
         return cls(d["fields"])
 
-    def save(self, path: str) -> None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-        os.replace(tmp, path)  # never leave a half-written vocabulary beside a checkpoint
+    def save(self, path) -> None:
+        from hyperscale.rundir import write_atomic
+
+        # atomic: never a half-written vocabulary beside a checkpoint
+        write_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str) -> ConditionVocab:
@@ -124,36 +122,3 @@ class ConditionVocab:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{f}={len(v)}" for f, v in self._ids.items())
         return f"ConditionVocab({sizes})"
-
-
-class LabelVocab:
-    """Class names <-> class indices, in the order given (index 0 is the first name)."""
-
-    def __init__(self, names: list[str]):
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(f"need >= 2 distinct class names, got {names}")
-        self.names = list(names)
-        self._index = {n: i for i, n in enumerate(self.names)}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def index(self, labels: Iterable) -> np.ndarray:
-        """Class indices (int64); -1 for a name not in the vocabulary."""
-        return np.fromiter((self._index.get(str(y), UNKNOWN) for y in labels), dtype=np.int64)
-
-    def name(self, indices: Iterable[int]) -> list[str]:
-        return [self.names[int(i)] for i in indices]
-
-    def to_dict(self) -> dict:
-        return {"names": list(self.names)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LabelVocab:
-        return cls(d["names"])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelVocab) and self.names == other.names
-
-    def __repr__(self) -> str:
-        return f"LabelVocab({self.names})"

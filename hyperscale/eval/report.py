@@ -1,0 +1,32 @@
+"""A finished run's results on disk: eval.json, per_annotator.csv and the two PNG plots."""
+
+from __future__ import annotations
+
+from hyperscale.eval.metrics import write_per_annotator_csv
+from hyperscale.eval.plots import run_plots
+from hyperscale.rundir import RunDir, read_metrics, write_json
+
+
+def write_results(run: RunDir, metrics: dict) -> None:
+    write_json(run.eval, metrics)
+    write_per_annotator_csv(run.per_annotator, metrics["per_annotator"])
+    run_plots(run, metrics, read_metrics(run.metrics) if run.metrics.exists() else [])
+
+
+def summary_text(metrics: dict, run_dir) -> str:
+    """The end-of-run table people read: the model beside the majority-class reference."""
+    base = metrics.get("majority_baseline", {})
+    rows = [("macro_f1", "mean per-annotator macro-F1"), ("micro_f1", "macro-F1 over all pairs"),
+            ("pos_f1", "F1 of the minority class"), ("accuracy", "accuracy")]
+    lines = [f"\nevaluation ({metrics['n_examples']} rows, {metrics['n_annotators']} annotators scored, "
+             f"{metrics.get('trainable_params', 0):,} trainable params)",
+             f"{'metric':<10} {'model':>8} {'majority':>9}  meaning"]
+    for key, meaning in rows:
+        if key in metrics:
+            lines.append(f"{key:<10} {_num(metrics[key]):>8} {_num(base.get(key)):>9}  {meaning}")
+    lines.append(f"run directory: {run_dir}  (eval.json, metrics.jsonl, config.yaml)")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"

@@ -1,0 +1,1 @@
+"""Experiments over many runs: `compare` trains several adapter kinds on identical data and budget."""

@@ -1,0 +1,9 @@
+"""The batched per-row low-rank op: its contract and torch reference (reference.py), and the
+choice of backend, made once per model and recorded (backend.py). The Triton kernels live in
+the top-level kernels/ folder, installed as hyperscale.kernels."""
+
+from hyperscale.ops.backend import BACKENDS, lowrank_update, op_for, resolve_backend, runtime_info
+from hyperscale.ops.reference import LowRankUpdate, lowrank_update_rowloop, torch_lowrank_update
+
+__all__ = ["BACKENDS", "LowRankUpdate", "lowrank_update", "lowrank_update_rowloop", "op_for", "resolve_backend",
+           "runtime_info", "torch_lowrank_update"]

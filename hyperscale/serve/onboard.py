@@ -1,0 +1,152 @@
+"""`hyperscale onboard RUN_DIR --data FILE --k K`: few-shot onboarding of new annotators.
+
+For every annotator in FILE that the run's vocabulary does not know:
+  1. score their rows after the first k with the zero-shot fallback (index -1:
+     mean embedding / mean head / mean LoRA, whatever the kind documents);
+  2. extend the vocabulary and grow every annotator-indexed table by one row per
+     new annotator, each initialised to the mean row, so step 0 predicts exactly
+     what the fallback predicts;
+  3. fit ONLY those new rows (every other parameter frozen; a gradient mask keeps
+     the old rows of a grown table fixed) on the first k labels of each new
+     annotator, full batch, Adam;
+  4. score the same held-out rows again; write onboard.json into RUN_DIR.
+The fit uses the model's own loss (its head's), the same as training.
+What "their own parameters" are depends on the kind (model.annotator_tables()):
+hyper_lora an embedding row (condition_dim numbers), annotator_embedding an
+embedding row (H), multi_head a head (H*C + C), per_annotator_lora a LoRA pair.
+shared_lora has none and is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from hyperscale.data.batches import collate
+from hyperscale.data.config import DataConfig
+from hyperscale.data.rows import read_files
+from hyperscale.errors import ConfigError, DataError
+from hyperscale.eval.metrics import macro_f1_present, perspectivist_metrics
+from hyperscale.serve.run import LoadedRun
+
+
+def read_rows(run: LoadedRun, path: str) -> pd.DataFrame:
+    """Rows of FILE with the run's column settings (when it read files) and its class names."""
+    data = run.cfg.data
+    if data.source == "files":
+        cfg = dataclasses.replace(data, train_files=[str(path)], eval_files=[], labels=list(run.labels))
+    else:
+        cfg = DataConfig(source="files", train_files=[str(path)], labels=list(run.labels))
+    frame, report = read_files([str(path)], cfg, list(run.labels))
+    report.check(cfg.max_bad_fraction)
+    return frame
+
+
+def split_first_k(frame: pd.DataFrame, new_ids: list[str], k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per new annotator, their first k rows (file order) to fit on and the rest to score."""
+    rows = frame[frame["annotator"].astype(str).isin(new_ids)]
+    position = rows.groupby("annotator", sort=False).cumcount()
+    return rows[position < k], rows[position >= k]
+
+
+def grow_annotator_tables(model: nn.Module, n_new: int) -> list[tuple[nn.Parameter, int]]:
+    """Append n_new rows (each = the table's mean row) to every annotator table; returns (param, n_old)."""
+    grown = []
+    for module, attr in model.annotator_tables():
+        old = getattr(module, attr)
+        mean = old.detach().mean(0, keepdim=True)
+        new = nn.Parameter(torch.cat([old.detach(), mean.expand(n_new, *old.shape[1:])], 0))
+        setattr(module, attr, new)
+        if isinstance(module, nn.Embedding):
+            module.num_embeddings = new.shape[0]
+        grown.append((new, old.shape[0]))
+    return grown
+
+
+def _freeze_all_but_new_rows(model: nn.Module, grown: list[tuple[nn.Parameter, int]]) -> list[nn.Parameter]:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = []
+    for p, n_old in grown:
+        p.requires_grad_(True)
+        mask = torch.zeros(p.shape[0], *([1] * (p.dim() - 1)), dtype=p.dtype)
+        mask[n_old:] = 1.0
+        p.register_hook(lambda g, m=mask: g * m)  # old rows get exactly zero gradient
+        params.append(p)
+    return params
+
+
+def fit_new_rows(run: LoadedRun, params: list[nn.Parameter], frame: pd.DataFrame, steps: int, lr: float,
+                 batch_size: int = 64, seed: int = 0) -> list[float]:
+    """Adam on the new rows only; returns the loss per step. Dropout stays off (eval mode).
+
+    The loss is the model's own (its head's): the same as training, so a causal_lm
+    run is fitted with the LM loss over the whole vocabulary, not a C-way one."""
+    rows = run.encode(frame)
+    opt = torch.optim.Adam(params, lr=lr)  # no weight decay: old rows must stay bit-identical
+    gen = np.random.default_rng(seed)
+    run.model.eval()
+    losses = []
+    for _ in range(steps):
+        idx = np.arange(len(rows)) if len(rows) <= batch_size else gen.choice(len(rows), batch_size, replace=False)
+        batch = collate(rows, idx, run.tokenizer.pad_token_id)
+        loss = run.model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _scores(run: LoadedRun, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    rows = run.encode(frame)
+    preds = run.probabilities(rows).argmax(1)
+    n_classes = len(run.labels)
+    per = {str(a): macro_f1_present(rows.labels[rows.annotators == a], preds[rows.annotators == a], n_classes)
+           for a in np.unique(rows.annotators)}
+    overall = perspectivist_metrics(rows.labels, preds, rows.annotators, run.labels, min_items=1)
+    overall.pop("per_annotator")
+    return {"per_annotator_macro_f1": per, **overall}, preds
+
+
+def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: float = 0.05, seed: int = 0) -> dict:
+    """Onboard every annotator of `frame` unknown to `run`; see the module docstring. Mutates run.model/vocab."""
+    if k < 1:
+        raise ConfigError("--k", f"is {k}: onboarding needs at least one label per new annotator.", "use --k 1 or more.")
+    if not run.model.annotator_tables():
+        raise ConfigError("adapter.kind", f"{run.cfg.adapter.kind} has no per-annotator parameters to fit.",
+                          "onboard a run of hyper_lora, annotator_embedding, multi_head or per_annotator_lora.")
+    known = set(run.vocab.ids("annotator"))
+    seen = list(dict.fromkeys(frame["annotator"].astype(str)))
+    new_ids = [a for a in seen if a not in known]
+    fit, held = split_first_k(frame, new_ids, k)
+    scored = sorted(set(held["annotator"].astype(str)))
+    if not scored:
+        raise DataError(f"no new annotator has more than k={k} rows, so none can be scored "
+                        f"({len(new_ids)} new, {len(seen) - len(new_ids)} already known). Fix: lower --k.")
+    torch.manual_seed(seed)
+    before, _ = _scores(run, held)  # ids unknown to the vocab: the zero-shot fallback
+    run.vocab.extend("annotator", new_ids)
+    grown = grow_annotator_tables(run.model, len(new_ids))
+    params = _freeze_all_but_new_rows(run.model, grown)
+    t0 = time.perf_counter()
+    losses = fit_new_rows(run, params, fit, steps, lr, seed=seed)
+    fit_s = time.perf_counter() - t0
+    after, _ = _scores(run, held)
+    gain = {a: after["per_annotator_macro_f1"][a] - before["per_annotator_macro_f1"][a] for a in scored}
+    return {
+        "adapter_kind": run.cfg.adapter.kind, "k": k, "steps": steps, "lr": lr,
+        "n_new_annotators": len(new_ids), "n_known_annotators_ignored": len(seen) - len(new_ids),
+        "n_scored_annotators": len(scored), "n_fit_rows": len(fit), "n_scored_rows": len(held),
+        "params_per_annotator": int(sum(p[0].numel() for p, _ in grown)),
+        "fallback": before, "onboarded": after,
+        "macro_f1_fallback": float(np.mean([before["per_annotator_macro_f1"][a] for a in scored])),
+        "macro_f1_onboarded": float(np.mean([after["per_annotator_macro_f1"][a] for a in scored])),
+        "per_annotator_gain": gain, "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None, "fit_s": fit_s,
+    }

@@ -1,0 +1,95 @@
+"""`hyperscale predict RUN_DIR`: labels for texts from any set of annotators.
+
+The request is a text x annotator matrix. It is flattened to one row per
+(text, annotator) pair and run through the model in batches of eval.batch_size
+rows; each batch generates adapters only for its unique annotators, so asking
+for 10 or 10,000 annotators costs forwards, not per-annotator model copies.
+Annotators the run never saw get the kind's documented fallback (mean
+embedding / mean head / mean LoRA / the shared part) and are flagged
+`known=False`, never an error.
+
+Python API:
+    Predictor.from_run("runs/x").predict(["some text"], ["a01", "a02"])  -> DataFrame
+    (long format: text_index, text, annotator, known, label, p_<class>...; `.matrix(df)`
+    pivots it to texts x annotators).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hyperscale.errors import DataError
+from hyperscale.serve.run import LoadedRun, load_run
+
+
+class Predictor:
+    def __init__(self, run: LoadedRun):
+        self.run = run
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> Predictor:
+        return cls(load_run(run_dir))
+
+    @property
+    def annotators(self) -> list[str]:
+        """Annotator ids the run knows (its vocabulary order)."""
+        return self.run.vocab.ids("annotator")
+
+    def _frame(self, texts: list[str], annotators: list[str]) -> pd.DataFrame:
+        n_t, n_a = len(texts), len(annotators)
+        frame = pd.DataFrame({
+            "item_id": np.repeat([f"q{i}" for i in range(n_t)], n_a).astype(object),
+            "text": np.repeat(np.array(texts, dtype=object), n_a),
+            "annotator": np.tile(np.array(annotators, dtype=object), n_t),
+            # encode_rows maps labels too; a placeholder class keeps one code path with training.
+            "label": self.run.labels[0],
+        })
+        for f in self.run.fields:
+            if f not in frame:
+                frame[f] = None  # task / language not given: unknown -> fallback
+        return frame
+
+    def predict(self, texts: list[str], annotators: list[str] | str = "all") -> pd.DataFrame:
+        """One row per (text, annotator): predicted label, class probabilities and `known`."""
+        if isinstance(annotators, str):
+            annotators = self.annotators if annotators == "all" else [a.strip() for a in annotators.split(",") if a.strip()]
+        texts, annotators = [str(t) for t in texts], [str(a) for a in annotators]
+        if not texts or not annotators:
+            raise DataError(f"nothing to predict: {len(texts)} texts x {len(annotators)} annotators. "
+                            f"Fix: pass at least one text and one annotator (or 'all').")
+        frame = self._frame(texts, annotators)
+        rows = self.run.encode(frame)
+        probs = self.run.probabilities(rows)  # (n_texts * n_annotators, C)
+        labels = self.run.labels
+        out = pd.DataFrame({
+            "text_index": np.repeat(np.arange(len(texts)), len(annotators)),
+            "text": frame["text"].to_numpy(),
+            "annotator": frame["annotator"].to_numpy(),
+            "known": rows.conditions["annotator"] >= 0,
+            "label": [labels[i] for i in probs.argmax(1)],
+        })
+        for c, name in enumerate(labels):
+            out[f"p_{name}"] = probs[:, c]
+        return out
+
+    @staticmethod
+    def matrix(long: pd.DataFrame) -> pd.DataFrame:
+        """texts x annotators table of predicted labels; unknown annotators' columns marked with '*'."""
+        unknown = set(long.loc[~long["known"], "annotator"])
+        wide = long.pivot(index="text_index", columns="annotator", values="label")
+        wide = wide[list(dict.fromkeys(long["annotator"]))]
+        wide.columns = [f"{a}*" if a in unknown else a for a in wide.columns]
+        return wide
+
+
+def read_texts(path: str) -> list[str]:
+    """A .csv / .jsonl with a 'text' column, or plain text with one text per line."""
+    p = Path(path)
+    if p.suffix == ".csv":
+        return pd.read_csv(p)["text"].astype(str).tolist()
+    if p.suffix in (".jsonl", ".json"):
+        return pd.read_json(p, lines=p.suffix == ".jsonl")["text"].astype(str).tolist()
+    return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

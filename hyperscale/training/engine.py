@@ -1,0 +1,67 @@
+"""The DeepSpeed engine: optimizer (two parameter groups), LR schedule, ZeRO config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from hyperscale.config import RunConfig
+
+
+def lr_lambda(cfg: RunConfig):
+    """Multiplier of the base LR at optimizer step `step`: linear warm-up, then the schedule."""
+    t = cfg.train
+
+    def factor(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+        if t.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if t.lr_schedule == "cosine":
+            return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+def deepspeed_config(cfg: RunConfig) -> dict:
+    """The preset (distributed.deepspeed_config) if any, with the run's own settings on top."""
+    t, d = cfg.train, cfg.distributed
+    base = {"steps_per_print": 10**9, "wall_clock_breakdown": False}
+    if d.deepspeed_config:
+        with open(d.preset_path(), encoding="utf-8") as f:
+            base.update(json.load(f))
+    zero = dict(base.get("zero_optimization", {}), stage=d.zero_stage)
+    if d.offload_optimizer:
+        zero["offload_optimizer"] = dict(zero.get("offload_optimizer", {}), device="cpu", pin_memory=d.use_gpu)
+    # Batch, accumulation and clipping belong to train.*: a preset never overrides them.
+    return {**base, "train_micro_batch_size_per_gpu": t.micro_batch_size,
+            "gradient_accumulation_steps": t.grad_accum_steps, "gradient_clipping": t.max_grad_norm,
+            "zero_optimization": zero}
+
+
+def build_engine(model, cfg: RunConfig):
+    """(engine, optimizer, scheduler) for a PerspectivistModel; the engine owns the step."""
+    import deepspeed  # heavy and platform-specific: only inside the worker
+
+    params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale)
+    if cfg.distributed.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    if cfg.distributed.zero_stage == 3:
+        from hyperscale.training import zero3
+
+        zero3.register_trainable_as_external(model)
+        if not cfg.distributed.use_gpu:
+            zero3.patch_cpu_zero_grad()
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg),
+        dist_init_required=False)
+    return engine, optimizer, scheduler

@@ -1,0 +1,98 @@
+"""What rank 0 tells people while a run goes: metrics.jsonl, wandb, a throughput line, a progress bar.
+
+Every logged step becomes one JSON object in `metrics.jsonl` (the run directory
+contract), one wandb log call (rank 0 only; offline unless a key is set, so a
+run never blocks on the network), and one printed line, which is what
+`ray job logs -f` shows:
+
+    step 20/300 | loss 0.6123 | lr 9.9e-04 | 310.2 samples/s (155.1/worker) | 3180 tokens/s (1590/worker) | 2 workers
+
+A live progress bar is drawn only on a terminal: in a log file (ray job logs, CI)
+its redraws are noise, and the per-log-step line already shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hyperscale.config import RunConfig
+from hyperscale.rundir import RunDir, append_metrics
+
+
+def wandb_mode(cfg: RunConfig) -> str:
+    """offline / online / disabled. An explicit logging.wandb.mode wins; `auto` takes
+    WANDB_MODE from the environment, else online with WANDB_API_KEY, else offline."""
+    mode = cfg.logging.wandb.mode
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("offline", "online", "disabled"):
+        return env
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+class RunLog:
+    """Rank 0's outputs per logged step; on other ranks every method does nothing."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, enabled: bool, resumed_step: int = 0):
+        self.path = RunDir(run_dir).metrics
+        self.enabled, self.max_steps = enabled, cfg.train.max_steps
+        self.wandb = self.bar = None
+        if enabled and cfg.train.progress_bar and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=cfg.train.max_steps, initial=resumed_step, desc="train", unit="step",
+                            dynamic_ncols=True)
+        if enabled and wandb_mode(cfg) != "disabled":
+            import wandb
+
+            w = cfg.logging.wandb
+            # The run id is fixed by the run directory, so a resumed run (a Ray
+            # restart or a re-submitted job) continues the same wandb run.
+            run_id = "hs-" + "".join(c if c.isalnum() else "-" for c in Path(run_dir).resolve().name)[-60:]
+            self.wandb = wandb.init(project=w.project, entity=w.entity, dir=str(run_dir), mode=wandb_mode(cfg),
+                                    id=run_id, resume="allow", config=cfg.to_dict(),
+                                    # a worker restarted in the same process left its run open
+                                    reinit="finish_previous",
+                                    settings=wandb.Settings(silent=True, console="off"))
+            if resumed_step:
+                self.wandb.summary["resumed_from_step"] = resumed_step
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        append_metrics(self.path, record)
+        if self.wandb is not None:
+            split = record.get("split", "train")
+            self.wandb.log({f"{split}/{k}": v for k, v in record.items()
+                            if k not in ("step", "split") and isinstance(v, (int, float))}, step=record["step"])
+        if record.get("split") == "train":
+            # Not print(): Ray Train patches it to log twice (stdout and its logger).
+            sys.stdout.write(throughput_line(record, self.max_steps) + "\n")
+            sys.stdout.flush()
+
+    def progress(self, loss: float) -> None:
+        """One optimizer step done (the bar, if any)."""
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def finish(self, summary: dict | None = None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.wandb is not None:
+            for k, v in (summary or {}).items():
+                if isinstance(v, (int, float, str)):
+                    self.wandb.summary[k] = v
+            self.wandb.finish()
+            self.wandb = None
+
+
+def throughput_line(r: dict, max_steps: int) -> str:
+    workers = r.get("world_size", 1)
+    return (f"step {r['step']}/{max_steps} | loss {r['loss']:.4f} | lr {r['lr']:.2e} | "
+            f"{r['samples_per_s']:.1f} samples/s ({r['samples_per_s_per_worker']:.1f}/worker) | "
+            f"{r['tokens_per_s']:.0f} tokens/s ({r['tokens_per_s_per_worker']:.0f}/worker) | {workers} workers")

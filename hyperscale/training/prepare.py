@@ -1,0 +1,82 @@
+"""Everything a run needs before its first step: data, vocabulary, a resume decision, rows, model.
+
+The order is chosen so that expensive or irreversible work comes last:
+  1. data and vocabulary (seconds), then the resume decision, so an incompatible
+     checkpoint fails before the backbone loads;
+  2. the backbone (the slow part), then the tokenised rows and the model;
+  3. only then the run files (config.yaml with its `runtime:` section, vocab.json,
+     labels.json): a refused resume leaves an existing run directory as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hyperscale.adapters.kinds import get_kind
+from hyperscale.config import RunConfig
+from hyperscale.data.aggregate import label_distribution
+from hyperscale.data.batches import EncodedRows, encode_rows
+from hyperscale.data.load import load_data
+from hyperscale.data.vocab import ConditionVocab
+from hyperscale.rundir import RunDir, write_atomic
+from hyperscale.training import checkpoint
+from hyperscale.training.distributed import DistContext, seed_everything
+
+
+@dataclass
+class Prepared:
+    vocab: ConditionVocab
+    labels: list[str]
+    train_rows: EncodedRows
+    eval_rows: EncodedRows
+    train_majority: int  # class index the majority reference predicts
+    train_prior: np.ndarray  # (C,) train label shares: the majority reference's soft prediction
+    model: object  # PerspectivistModel, on ctx.device
+    pad_id: int
+    resume_from: Path | None  # the checkpoint to resume, already checked compatible
+
+
+def subsample(frame, max_rows: int | None, seed: int):
+    if max_rows is None or len(frame) <= max_rows:
+        return frame
+    return frame.sample(n=max_rows, random_state=seed).sort_index()
+
+
+def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepared:
+    from hyperscale.backbones.load import load_backbone
+    from hyperscale.model import build_model
+
+    seed_everything(cfg.train.seed)
+    # Rank 0 writes data_report.json and bad_rows.jsonl, before any DataError is raised.
+    data = load_data(cfg.data, run_dir=str(run.path) if ctx.is_main else None)
+    fields = data.condition_fields()
+    vocab = data.condition_vocab()  # train ids only: eval-only annotators map to -1 (the fallback)
+    # After the vocabulary: aggregated rows have no annotator, but eval rows keep theirs.
+    train_frame = get_kind(cfg.adapter.kind).train_frame(data.train, data.labels, cfg)
+    resume_from = checkpoint.resume_dir(run.path, store)
+    if resume_from is not None:  # before the backbone loads: an incompatible checkpoint fails in seconds
+        checkpoint.check_compatible(resume_from, cfg, vocab, data.labels, ctx.world_size)
+
+    backbone = load_backbone(cfg.model)
+    tok = backbone.tokenizer
+    template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
+    train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
+    eval_frame = subsample(data.eval, cfg.eval.max_examples, cfg.train.seed)
+    eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
+
+    seed_everything(cfg.train.seed)  # identical trainable init on every rank, whatever loading consumed
+    model = build_model(cfg, {f: vocab.size(f) for f in fields}, data.labels, backbone, device=ctx.device)
+    model.to(ctx.device)
+    if ctx.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg.save(run.config, runtime=model.runtime)
+        vocab.save(run.vocab)
+        write_atomic(run.labels, json.dumps(data.labels))
+    return Prepared(vocab=vocab, labels=data.labels, train_rows=train_rows, eval_rows=eval_rows,
+                    train_majority=int(np.bincount(train_rows.labels, minlength=len(data.labels)).argmax()),
+                    train_prior=label_distribution(train_frame, data.labels), model=model, pad_id=tok.pad_token_id,
+                    resume_from=resume_from)

@@ -1,0 +1,101 @@
+"""`hyperscale compare`: kinds parsed and validated up front, identical configs but the kind, table and plots."""
+
+import json
+
+import pytest
+import yaml
+
+from hyperscale.experiments.compare import markdown_table, parse_kinds, run_compare
+from hyperscale.errors import ConfigError
+
+CONFIG = "configs/synthetic.yaml"
+
+
+def _fake_trainer(seen):
+    """Stands in for run_training: records the config, writes what a run writes, returns metrics."""
+
+    def train(cfg, run_dir):
+        seen.append(cfg)
+        run_dir.mkdir(parents=True)
+        with open(run_dir / "metrics.jsonl", "w") as f:
+            for sps in (100.0, 300.0):
+                f.write(json.dumps({"split": "train", "samples_per_s": sps}) + "\n")
+        score = {"shared_lora": 0.6, "hyper_lora": 0.9}.get(cfg.adapter.kind, 0.7)
+        return {"macro_f1": score, "micro_f1": score, "soft_ce": 0.5, "soft_manhattan": 0.4, "soft_jsd": 0.1,
+                "majority_vote_f1": score, "trainable_params": 1000 if cfg.adapter.kind == "shared_lora" else 5000,
+                "params_per_annotator": 0 if cfg.adapter.kind == "shared_lora" else 64,
+                "adapter_kind": cfg.adapter.kind,
+                "per_annotator": {"a0": {"macro_f1": score}, "a1": {"macro_f1": score - 0.1}},
+                "majority_baseline": {"macro_f1": 0.33, "micro_f1": 0.33, "soft_ce": 0.69}}
+
+    return train
+
+
+def test_compare_writes_json_table_and_plots(tmp_path):
+    seen = []
+    summary = run_compare(CONFIG, "shared_lora,hyper_lora,shared_lora+agg", tmp_path, ["train.max_steps=17", "train.warmup_steps=0"],
+                          trainer=_fake_trainer(seen))
+    # identical configs except the adapter kind (and aggregation for the pseudo-kind)
+    dicts = [c.to_dict() for c in seen]
+    for d in dicts:
+        assert d["train"]["max_steps"] == 17
+    assert [d["adapter"]["kind"] for d in dicts] == ["shared_lora", "hyper_lora", "shared_lora"]
+    assert [d["adapter"]["aggregate_labels"] for d in dicts] == [False, False, True]
+    strip = [{**d, "adapter": {k: v for k, v in d["adapter"].items() if k not in ("kind", "aggregate_labels")}}
+             for d in dicts]
+    assert strip[0] == strip[1] == strip[2]
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["kind"] for r in saved["kinds"]] == ["shared_lora", "hyper_lora", "shared_lora+agg"]
+    assert saved["kinds"][0]["samples_per_s"] == pytest.approx(200.0)
+    assert summary["majority_baseline"]["macro_f1"] == 0.33
+    md = (tmp_path / "compare.md").read_text().splitlines()
+    assert len(md) == 2 + 3 + 1 and md[-1].startswith("| majority class | 0.3300")
+    assert "| hyper_lora | 0.9000" in md[3] and "5,000" in md[3]
+    for png in ("per_annotator_f1.png", "macro_f1_vs_params.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_validates_every_kind_before_training(tmp_path):
+    seen = []
+    with pytest.raises(ConfigError, match="--kinds"):
+        run_compare(CONFIG, "hyper_lora,typo_lora", tmp_path, trainer=_fake_trainer(seen))
+    with pytest.raises(ConfigError, match="adapter.rank"):
+        run_compare(CONFIG, "hyper_lora,shared_lora", tmp_path, ["adapter.rank=0"], trainer=_fake_trainer(seen))
+    assert seen == []  # nothing trained
+
+
+def test_parse_kinds_and_table_formatting():
+    assert [k for _, k, _ in parse_kinds("hyper_lora, shared_lora+agg")] == ["hyper_lora", "shared_lora"]
+    with pytest.raises(ConfigError, match="twice"):
+        parse_kinds("hyper_lora,hyper_lora")
+    table = markdown_table([{"kind": "x", "macro_f1": float("nan"), "trainable_params": 12345}], None)
+    assert "| x | - |" in table and "12,345" in table
+
+
+def test_parse_seeds():
+    from hyperscale.experiments.compare import parse_seeds
+
+    assert parse_seeds(None) is None and parse_seeds("0, 1,2") == [0, 1, 2]
+    for bad in ("0,x", "", "1,1"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_compare_over_seeds_reports_mean_and_std(tmp_path):
+    """Real training (tiny budget), two kinds x two seeds: sub runs per seed, mean ± std in the table."""
+    short = ["data.synthetic.n_items=80", "data.synthetic.n_annotators=8", "train.max_steps=8", "train.warmup_steps=0",
+             "train.micro_batch_size=16", "train.log_every=4", "eval.min_items_per_annotator=1",
+             "train.progress_bar=false"]
+    summary = run_compare(CONFIG, "shared_lora,hyper_lora", tmp_path, short, seeds=[0, 1])
+    assert summary["seeds"] == [0, 1]
+    for rec in summary["kinds"]:
+        values = rec["per_seed"]["macro_f1"]
+        assert len(values) == 2 and rec["macro_f1"] == pytest.approx(sum(values) / 2)
+        assert rec["macro_f1_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+        for seed in (0, 1):
+            saved = yaml.safe_load((tmp_path / rec["kind"] / f"seed{seed}" / "config.yaml").read_text())
+            assert saved["train"]["seed"] == seed and saved["adapter"]["kind"] == rec["kind"]
+    hyper = next(r for r in summary["kinds"] if r["kind"] == "hyper_lora")
+    assert hyper["per_seed"]["soft_ce"][0] != hyper["per_seed"]["soft_ce"][1]  # the seed reached the init
+    md = (tmp_path / "compare.md").read_text()
+    assert " ± " in md and "| hyper_lora | " in md
