@@ -80,8 +80,11 @@ def cmd_predict(args) -> int:
         with pd.option_context("display.max_columns", 50, "display.width", 200):
             print(predictor.matrix(long).to_string())
     if n_unknown:
-        print(f"{n_unknown} annotator(s) unknown to this run (marked *): they got the fallback "
-              f"of adapter.kind={predictor.run.cfg.adapter.kind}.", file=sys.stderr)
+        from hyperscale.adapters.kinds import get_kind
+
+        kind = get_kind(predictor.run.cfg.adapter.kind)
+        print(f"{n_unknown} annotator(s) unknown to this run (marked *): adapter.kind={kind.name} gives them "
+              f"{kind.unknown_annotator}.", file=sys.stderr)
     return 0
 
 

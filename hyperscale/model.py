@@ -17,18 +17,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hyperscale.adapters.inject import AdapterState, ModuleSpec, inject_adapters
+from hyperscale.adapters.inject import AdapterState, inject_adapters
 from hyperscale.adapters.kinds import get_kind
 from hyperscale.config import RunConfig
 from hyperscale.ops import resolve_backend, runtime_info
 
 
 class PerspectivistModel(nn.Module):
-    def __init__(self, backbone, lora: nn.Module, head: nn.Module, state: AdapterState, specs: list[ModuleSpec],
-                 pooling: str, uses_instance: bool, runtime: dict):
+    def __init__(self, backbone, lora: nn.Module, head: nn.Module, state: AdapterState, pooling: str,
+                 uses_instance: bool, runtime: dict):
         super().__init__()
         self.body, self.lora, self.head = backbone.body, lora, head
-        self.state, self.specs, self.pooling, self.uses_instance = state, specs, pooling, uses_instance
+        self.state, self.pooling, self.uses_instance = state, pooling, uses_instance
         self.backbone_params = backbone.n_params
         self.runtime = runtime  # resolved kernel backend, device, dtype, library versions
 
@@ -123,5 +123,5 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     if pooling == "auto":
         pooling = "first" if backbone.is_encoder else "last"
     uses_instance = kind.takes_conditions and "instance" in a.conditions
-    return PerspectivistModel(backbone, lora, head, state, specs, pooling, uses_instance,
+    return PerspectivistModel(backbone, lora, head, state, pooling, uses_instance,
                               runtime_info(backend, device, cfg.model.compute_dtype))

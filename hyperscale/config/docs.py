@@ -65,4 +65,8 @@ def render(key: str | None = None) -> str:
     for r in rows:
         lines.append(f"{r['key']}  ({r['type']}, default {r['default']!r})")
         lines += ["    " + line for line in textwrap.wrap(" ".join(r["doc"].split()), 92)] or ["    (undocumented)"]
+        if r["key"] == "adapter.kind":
+            from hyperscale.adapters.kinds import registry
+
+            lines += [f"      {name:<20} {kind.summary}" for name, kind in registry().items()]
     return "\n".join(lines)

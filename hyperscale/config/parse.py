@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any
@@ -76,20 +77,40 @@ def _coerce(value: Any, tp, key: str):
             return value
         raise ConfigError(key, f"expected true/false, got {value!r}.")
     if tp is float:
+        if isinstance(value, str):
+            value = _number(value, key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(key, f"{value!r} is not a finite number.", f"write a finite number, e.g. {key}=0.001.")
             return float(value)
-        raise ConfigError(key, f"expected a number, got {value!r}.")
+        raise ConfigError(key, f"expected a number, got {value!r}.", f"write a number, e.g. {key}=0.001 or 3e-4.")
     if tp is int:
+        if isinstance(value, str):
+            value = _number(value, key, integer=True)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(key, f"expected an integer, got {value!r}.")
+        raise ConfigError(key, f"expected an integer, got {value!r}.", f"write a whole number, e.g. {key}=100.")
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"expected a string, got {value!r}.", f"quote it in YAML: {key}: \"{value}\".")
     return value
+
+
+def _number(text: str, key: str, integer: bool = False):
+    """A number written the way people write them, which YAML 1.1 leaves as a string:
+    `3e-4` (no dot), `1E5`, `1_000`, ` 0.5 `; non-finite values are refused by the caller."""
+    try:
+        number = float(text.strip().replace("_", ""))
+    except ValueError:
+        if integer:
+            raise ConfigError(key, f"expected an integer, got {text!r}.", f"write a whole number, e.g. {key}=100.") \
+                from None
+        raise ConfigError(key, f"expected a number, got {text!r}.", f"write a number, e.g. {key}=0.001 or 3e-4.") \
+            from None
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
 def from_dict(cls, data: dict, prefix: str = ""):

@@ -125,7 +125,7 @@ def test_adding_a_kind_is_adding_one_file(tmp_path, monkeypatch):
         "class RankOne(AdapterKind):\n"
         "    name = 'rank_one_lora'\n"
         "    summary = 'a shared LoRA of rank 1 whatever adapter.rank says'\n"
-        "    per_annotator = False\n\n"
+        "\n"
         "    def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):\n"
         "        from hyperscale.adapters.lora import SharedLoRA\n\n"
         "        return SharedLoRA(specs, 1)\n\n\n"

@@ -27,19 +27,17 @@ from hyperscale.errors import ConfigError
 class AdapterKind:
     name: ClassVar[str]
     summary: ClassVar[str]
-    """One line for the README and `hyperscale config adapter.kind`."""
+    """One line, shown by `hyperscale config adapter.kind`."""
     order: ClassVar[int] = 100
     """Position in listings (the product first, then the baselines)."""
     takes_conditions: ClassVar[bool] = False
     """Accepts adapter.conditions other than [annotator] (task, language, instance)."""
-    per_annotator: ClassVar[bool] = True
-    """Has parameters per annotator (False: perspective-blind)."""
     own_classifier: ClassVar[bool] = False
     """Trains its own classifier over the pooled vector (so it cannot read a frozen LM head)."""
     can_aggregate: ClassVar[bool] = False
     """May train on per-item majority labels (adapter.aggregate_labels)."""
     unknown_annotator: ClassVar[str] = "the mean of its annotator tables"
-    """What an annotator unseen in training gets (adapters/fallback.py)."""
+    """What an annotator unseen in training gets (adapters/fallback.py); predict says so."""
 
     def validate(self, cfg) -> None:
         """Config-only checks; every failure a ConfigError naming the key and the fix."""

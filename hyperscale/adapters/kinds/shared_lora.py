@@ -9,7 +9,6 @@ class SharedLoRAKind(AdapterKind):
     name = "shared_lora"
     summary = "one LoRA, perspective-blind (adapter.aggregate_labels: true trains on per-item majority labels)"
     order = 10
-    per_annotator = False
     can_aggregate = True
     unknown_annotator = "the shared LoRA (it has no per-annotator part)"
 
