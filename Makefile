@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job on the embedded default: SmolLM2-135M 4-bit, hypernetwork LoRA, pipa_toxicity.
+# Always the same run directory: running it again resumes an interrupted demo from its
+# newest checkpoint, or says a finished one is complete (`make demo RUN_DIR=runs/x` for another).
+RUN_DIR ?= runs/demo
 demo: setup
-	$(BIN)/hyperscale train configs/demo.yaml
+	$(BIN)/hyperscale train configs/demo.yaml --run-dir $(RUN_DIR) $(ARGS)
 
 # Tiny random model on synthetic disagreeing annotators (under a minute).
 synthetic: setup

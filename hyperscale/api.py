@@ -7,6 +7,7 @@ driver path (`train(..., use_ray=True)`) never loads deepspeed, bitsandbytes or 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -38,14 +39,26 @@ def train(config: RunConfig | str | Path, run_dir: str | Path | None = None, *, 
     cluster), as `hyperscale train` does; False runs the loop in this process (world size 1).
     An existing `run_dir` is resumed from its newest complete checkpoint.
     """
+    from hyperscale.training import run_state
+
     cfg = _config(config, overrides)
     if run_dir is None:
         run_dir = default_run_dir(cfg, Path(config).stem if not isinstance(config, RunConfig) else "run")
+    if not use_ray and cfg.distributed.num_workers > 1:
+        raise ConfigError("distributed.num_workers", f"is {cfg.distributed.num_workers}, but this run is in one "
+                          "process (--no-ray / use_ray=False), which has one worker.",
+                          "drop --no-ray (Ray places the workers), or set distributed.num_workers=1.")
+    # Decided here, before Ray or any model starts: nothing in an existing run is written first.
+    state = run_state.inspect(run_dir, cfg)
+    if state.kind == "complete":
+        print(state.describe(), flush=True)
+        return json.loads(state.run.eval.read_text())
+    run_state.check_writable(run_dir)
+    if state.kind != "new":
+        print(state.describe(), flush=True)
+    if state.kind == "extend":
+        print(f"its results so far are kept in {run_state.keep_finished_results(state)}", flush=True)
     if not use_ray:
-        if cfg.distributed.num_workers > 1:
-            raise ConfigError("distributed.num_workers", f"is {cfg.distributed.num_workers}, but this run is in one "
-                              "process (--no-ray / use_ray=False), which has one worker.",
-                              "drop --no-ray (Ray places the workers), or set distributed.num_workers=1.")
         from hyperscale.training.loop import run_training
 
         return run_training(cfg, run_dir)
@@ -72,14 +85,27 @@ def compare(config: str | Path, kinds: str, run_dir: str | Path | None = None, *
     return run_compare(str(config), kinds, run_dir, list(overrides), seeds=seeds)
 
 
-def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 100, lr: float = 0.05) -> dict:
-    """Fit the new annotators of `data` on their first k labels each; writes RUN_DIR/onboard.json."""
-    from hyperscale.rundir import write_json
+def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 100, lr: float = 0.05,
+            out: str | Path | None = None) -> dict:
+    """Fit the new annotators of `data` on their first k labels each.
+
+    The finished run stays as it was; the result is a new run directory `out` (default
+    `<run_dir>-onboarded`) that `predict` serves with the new annotators known, holding
+    onboard.json (their F1 against the zero-shot fallback). Returns onboard.json's content.
+    """
+    from hyperscale.errors import DataError, RunDirError
     from hyperscale.serve.onboard import onboard as _onboard
-    from hyperscale.serve.onboard import read_rows
+    from hyperscale.serve.onboard import read_rows, save_onboarded
     from hyperscale.serve.run import load_run
 
+    out = Path(out) if out else Path(f"{str(run_dir).rstrip('/')}-onboarded")
+    if not Path(data).is_file():  # checked before the model loads
+        raise DataError(f"--data {str(data)!r} is not a file. Fix: pass a CSV / JSONL / Parquet file of rows "
+                        f"(text, annotator, label) of the annotators to onboard.")
+    if out.exists():
+        raise RunDirError(f"{out} already exists; onboarding never overwrites a folder. Fix: pass another --out, or "
+                          f"delete {out}.")
     run = load_run(run_dir)
     result = _onboard(run, read_rows(run, str(data)), k, steps, lr)
-    write_json(Path(run_dir) / "onboard.json", result)
+    result["out"] = str(save_onboarded(run, out, result))
     return result

@@ -27,13 +27,31 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> int:
     from hyperscale.api import default_run_dir, train
     from hyperscale.config import load_config
+    from hyperscale.errors import ConfigError, RunDirError
     from hyperscale.eval.report import summary_text
 
     cfg = load_config(args.config, args.overrides)
     run_dir = args.run_dir or str(default_run_dir(cfg, Path(args.config).stem))
-    metrics = train(cfg, run_dir, use_ray=not args.no_ray)
+    try:
+        metrics = train(cfg, run_dir, use_ray=not args.no_ray)
+    except (ConfigError, RunDirError):
+        raise  # refused before the run started: nothing to resume
+    except (HyperscaleError, KeyboardInterrupt) as e:
+        print("interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {e}", file=sys.stderr)
+        _resume_hint(args, run_dir)
+        return 130 if isinstance(e, KeyboardInterrupt) else 2
     print(summary_text(metrics, run_dir))
     return 0
+
+
+def _resume_hint(args, run_dir: str) -> None:
+    from hyperscale.rundir import RunDir
+
+    if not RunDir(run_dir).checkpoints():
+        return
+    sets = "".join(f" --set {o}" for o in args.overrides)
+    print(f"the run directory keeps its checkpoints; to resume it: hyperscale train {args.config}{sets} "
+          f"--run-dir {run_dir}{' --no-ray' if args.no_ray else ''}", file=sys.stderr)
 
 
 def cmd_compare(args) -> int:
@@ -52,12 +70,13 @@ def cmd_compare(args) -> int:
 def cmd_onboard(args) -> int:
     from hyperscale.api import onboard
 
-    result = onboard(args.run_dir, args.data, k=args.k, steps=args.steps, lr=args.lr)
+    result = onboard(args.run_dir, args.data, k=args.k, steps=args.steps, lr=args.lr, out=args.out)
     print(f"onboarded {result['n_new_annotators']} new annotators on k={args.k} labels each "
           f"({result['params_per_annotator']:,} parameters each); scored on {result['n_scored_rows']} later rows:")
     print(f"  mean per-annotator macro-F1  fallback {result['macro_f1_fallback']:.4f}  "
           f"onboarded {result['macro_f1_onboarded']:.4f}")
-    print(f"written: {Path(args.run_dir) / 'onboard.json'}")
+    print(f"written: {result['out']} (a run directory that predict serves with the new annotators known; "
+          f"onboard.json inside)")
     return 0
 
 
@@ -121,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=16, help="labels per new annotator to fit on (the rest are scored)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps (full batch of all fitting rows)")
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--out", default=None, help="the new run directory to write (default: RUN_DIR-onboarded); the "
+                   "finished run itself is never changed")
     p = sub.add_parser("predict", help="labels for texts from any set of annotators (a text x annotator matrix)")
     p.add_argument("run_dir", help="a finished run directory")
     src = p.add_mutually_exclusive_group(required=True)
@@ -158,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

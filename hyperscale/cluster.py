@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hyperscale.config import RunConfig, build_config
-from hyperscale.errors import ConfigError, HyperscaleError
+from hyperscale.errors import ConfigError, HyperscaleError, LaunchError
 from hyperscale.rundir import RunDir
 
 # Environment the workers need to behave like the driver (offline hub and wandb,
@@ -109,6 +109,10 @@ class RayStore:
 def train_loop_per_worker(loop_config: dict) -> None:
     """Body of every Ray Train worker: rebuild the config, then the one training loop."""
     os.environ.update(loop_config["env"])
+    import torch
+
+    # Ray sets OMP_NUM_THREADS=1 for a 1-CPU actor and leaves torch at that; use what was reserved.
+    torch.set_num_threads(loop_config["threads"])
     from hyperscale.training.loop import run_training  # deepspeed and friends load here, in the worker
 
     try:
@@ -117,8 +121,36 @@ def train_loop_per_worker(loop_config: dict) -> None:
         raise WorkerUserError(type(e).__name__, str(e)) from None
 
 
-def connect(cfg: RunConfig, address: str | None = None) -> None:
-    """Join RAY_ADDRESS (or `address`); with neither, start a local Ray with this machine's CPUs."""
+def _launch_error(exc: BaseException, run_dir: Path) -> LaunchError:
+    """A failure of the run's machinery, summarised in two lines; the full traceback goes to a file.
+
+    A Ray failure prints pages of tracebacks and raylet state; what a user needs is what died,
+    where the details are, and that the run directory kept its checkpoints."""
+    import traceback
+
+    log = run_dir / "launch_error.log"
+    detail = "".join(traceback.format_exception(exc))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.write_text(detail)
+        where = f"full traceback: {log}"
+    except OSError:
+        where = "the traceback could not be saved (the run directory is not writable)"
+    causes, seen = [], exc
+    while seen is not None:
+        line = next((ln.strip() for ln in str(seen).splitlines() if ln.strip()), type(seen).__name__)
+        causes.append(f"{type(seen).__name__}: {line[:200]}")
+        seen = seen.__cause__ or seen.__context__
+    hint = ""
+    if any("Raylet" in c or "raylet" in c or "OutOfMemory" in c for c in causes):
+        hint = (" Ray's own processes died: most often the machine ran out of memory (see `dmesg` / Ray's "
+                "raylet.out under /tmp/ray/session_latest/logs) or another job starved it of CPU.")
+    return LaunchError(f"the Ray run failed: {causes[-1]} (raised as {causes[0]}).{hint} {where}.")
+
+
+def connect(cfg: RunConfig, address: str | None = None) -> int:
+    """Join RAY_ADDRESS (or `address`); with neither, start a local Ray with this machine's CPUs.
+    Returns the CPUs each worker gets (distributed.cpus_per_worker, resolved)."""
     import ray
 
     d = cfg.distributed
@@ -134,18 +166,26 @@ def connect(cfg: RunConfig, address: str | None = None) -> None:
             # "local": a fresh Ray even if `ray start` left one running (set RAY_ADDRESS to use that).
             ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=None if d.use_gpu else 0, log_to_driver=True)
     have = ray.cluster_resources()
-    need_cpu = d.num_workers * d.cpus_per_worker
+    cpus = d.cpus_per_worker or max(1, int(min(have.get("CPU", 0), _largest_node_cpus()) // d.num_workers))
+    need_cpu = d.num_workers * cpus
     # Ray would wait forever for resources that do not exist; say so now instead.
     if have.get("CPU", 0) < need_cpu:
-        raise ConfigError("distributed.num_workers", f"{d.num_workers} workers x {d.cpus_per_worker} CPUs = {need_cpu} "
+        raise ConfigError("distributed.num_workers", f"{d.num_workers} workers x {cpus} CPUs = {need_cpu} "
                           f"CPUs, but the Ray cluster has {have.get('CPU', 0):g}.",
                           "lower distributed.num_workers or distributed.cpus_per_worker, or add nodes.")
     if d.use_gpu and have.get("GPU", 0) < d.num_workers:
         raise ConfigError("distributed.use_gpu", f"{d.num_workers} GPU workers, but the cluster has "
                           f"{have.get('GPU', 0):g} GPUs.", "lower distributed.num_workers or set use_gpu=false.")
+    return cpus
 
 
-def build_trainer(cfg: RunConfig, run_dir: Path):
+def _largest_node_cpus() -> float:
+    import ray
+
+    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, cpus_per_worker: int):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -153,29 +193,29 @@ def build_trainer(cfg: RunConfig, run_dir: Path):
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": cfg.to_dict(), "run_dir": str(run_dir), "env": env},
+        train_loop_config={"config": cfg.to_dict(), "run_dir": str(run_dir), "env": env, "threads": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu,
-                                     resources_per_worker={"CPU": d.cpus_per_worker}),
+                                     resources_per_worker={"CPU": cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
         run_config=RayRunConfig(storage_path=str(run_dir.parent), name=run_dir.name,
                                 failure_config=FailureConfig(max_failures=d.max_failures),
-                                checkpoint_config=CheckpointConfig(num_to_keep=None)),
+                                checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints or None)),
     )
 
 
 def launch(cfg: RunConfig, run_dir: str | Path, *, address: str | None = None) -> dict:
     """Run `cfg` on Ray Train workers; returns the final eval metrics (eval.json)."""
     run_dir = Path(run_dir).resolve()
-    connect(cfg, address)
+    cpus = connect(cfg, address)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        build_trainer(cfg, run_dir).fit()  # raises TrainingFailedError once max_failures is spent
+        build_trainer(cfg, run_dir, cpus).fit()  # raises TrainingFailedError once max_failures is spent
     except Exception as e:
         user = _user_error(e)
         if user is not None:  # bad data or config: say so, not a Ray traceback
             raise user from None
-        raise
+        raise _launch_error(e, run_dir) from None
     metrics = json.loads(RunDir(run_dir).eval.read_text())
     metrics["wall_time_s"] = time.perf_counter() - t0
     return metrics

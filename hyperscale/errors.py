@@ -30,3 +30,7 @@ class CheckpointError(HyperscaleError):
 
 class RunDirError(HyperscaleError):
     """A run directory is damaged, or cannot be written, or a command would overwrite a finished run."""
+
+
+class LaunchError(HyperscaleError):
+    """The cluster under a run failed (a Ray process died, a worker could not start): not the run's data or config."""

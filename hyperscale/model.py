@@ -109,7 +109,7 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     if backbone is None:
         from hyperscale.backbones.load import load_backbone
 
-        backbone = load_backbone(cfg.model)
+        backbone = load_backbone(cfg.model, device=device)
     kind, a = get_kind(cfg.adapter.kind), cfg.adapter
     backend = resolve_backend(a.kernel, device)
     state, specs = inject_adapters(backbone.body, a.target_modules, a.scale, backend, a.deterministic, a.layers)
@@ -123,5 +123,6 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     if pooling == "auto":
         pooling = "first" if backbone.is_encoder else "last"
     uses_instance = kind.takes_conditions and "instance" in a.conditions
-    return PerspectivistModel(backbone, lora, head, state, pooling, uses_instance,
-                              runtime_info(backend, device, cfg.model.compute_dtype))
+    runtime = runtime_info(backend, device, backbone.dtype_choice.dtype)
+    runtime["compute_dtype_reason"] = backbone.dtype_choice.reason
+    return PerspectivistModel(backbone, lora, head, state, pooling, uses_instance, runtime)

@@ -11,7 +11,9 @@ ANNOTATORS = [f"a{i}" for i in range(6)]
 
 def tiny_config(*overrides, family="llama"):
     targets = {"llama": "[q_proj,v_proj]", "bert": "[query,value]", "gpt2": "[c_attn]"}[family]
-    base = {"data": {"source": "synthetic"}, "model": {"name_or_path": f"tiny-random-{family}", "max_length": 32},
+    # float32 pinned: tests hold exact equalities and tolerances that a measured `auto` could change by machine
+    base = {"data": {"source": "synthetic"},
+            "model": {"name_or_path": f"tiny-random-{family}", "max_length": 32, "compute_dtype": "float32"},
             "train": {"progress_bar": False}}
     return build_config(base, [f"adapter.target_modules={targets}", *overrides])
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hyperscale.adapters.base_layers import dense_linear
 from hyperscale.backbones import embedded, tiny
+from hyperscale.backbones.dtype import DtypeChoice, resolve_compute_dtype
 from hyperscale.backbones.names import BUILTIN_NAMES, check_name_or_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -22,6 +24,7 @@ class Backbone:
     hidden_size: int
     is_encoder: bool
     n_params: int
+    dtype_choice: DtypeChoice  # the compute dtype and why
 
 
 def load_tokenizer(cfg):
@@ -48,8 +51,14 @@ def _local_model(cfg) -> nn.Module:
     return auto.from_pretrained(cfg.name_or_path, dtype=torch.float32, **kwargs)
 
 
-def load_backbone(cfg) -> Backbone:
-    """Load, quantize and freeze the backbone described by `cfg` (the ModelConfig)."""
+def load_backbone(cfg, *, device="cpu", rows: int = 512, choose_dtype=None) -> Backbone:
+    """Load, quantize and freeze the backbone described by `cfg` (the ModelConfig).
+
+    `compute_dtype: auto` is resolved here, once the float32 weights are loaded and
+    their shapes known (backbones/dtype.py; `rows`: rows per forward, for the probe).
+    `choose_dtype(shape) -> DtypeChoice` replaces the local resolution (a multi-worker
+    run decides on rank 0 and tells the others). The choice is `backbone.dtype_choice`.
+    """
     check_name_or_path(cfg.name_or_path, cfg.gguf_file)
     tokenizer = load_tokenizer(cfg)
     if cfg.name_or_path.startswith(tiny.PREFIX):
@@ -65,7 +74,9 @@ def load_backbone(cfg) -> Backbone:
     else:
         body = model
     model_type = getattr(body.config, "model_type", "")
-    dtype = DTYPES[cfg.compute_dtype]
+    shape = probe_shape(body)
+    choice = choose_dtype(shape) if choose_dtype else resolve_compute_dtype(cfg, device, shape, rows)
+    dtype = DTYPES[choice.dtype]
     body.to(dtype)
     if lm_head is not None:
         lm_head.to(dtype)
@@ -78,7 +89,17 @@ def load_backbone(cfg) -> Backbone:
     n_params = sum(_numel(p) for p in body.parameters())
     hidden = getattr(body.config, "hidden_size", None) or getattr(body.config, "n_embd")
     return Backbone(body=body, lm_head=lm_head, tokenizer=tokenizer, hidden_size=hidden,
-                    is_encoder=model_type in ENCODER_TYPES, n_params=n_params)
+                    is_encoder=model_type in ENCODER_TYPES, n_params=n_params, dtype_choice=choice)
+
+
+def probe_shape(body: nn.Module) -> tuple[int, int]:
+    """(d_in, d_out) of the body's largest dense projection: what dominates a step's compute."""
+    shapes = [lin.weight.shape[::-1] for m in body.modules() if (lin := dense_linear(m)) is not None]
+    if not shapes:
+        hidden = getattr(body.config, "hidden_size", None) or getattr(body.config, "n_embd")
+        return hidden, hidden
+    d_in, d_out = max(shapes, key=lambda s: s[0] * s[1])
+    return int(d_in), int(d_out)
 
 
 def _numel(p: torch.Tensor) -> int:

@@ -64,8 +64,12 @@ class ModelConfig:
     of each label's verbalizer, and the loss is the LM loss over the whole vocabulary."""
     quantization: Literal["none", "4bit", "8bit"] = "none"
     """`4bit`: bitsandbytes NF4; `8bit`: LLM.int8; `none`: the backbone in compute_dtype."""
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Dtype of the frozen backbone's compute (and of bitsandbytes' dequantised matmuls)."""
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Dtype of the frozen backbone's compute (and of bitsandbytes' dequantised matmuls).
+    `auto`: bfloat16 on a CUDA GPU that supports it; on a CPU the faster of float32 and
+    bfloat16 as measured once on this machine at the backbone's shapes (bfloat16 is ~25x
+    slower than float32 on CPUs without AVX-512 BF16 / AMX, 3-8x faster on some with it).
+    The choice and the measurement are printed and recorded in the run's `runtime:`."""
     max_length: int = 128
     """Tokens per input; longer texts are truncated."""
     pooling: Literal["auto", "last", "first", "mean"] = "auto"
@@ -208,14 +212,21 @@ class TrainConfig:
     """Steps between evaluations; 0 evaluates only at the end."""
     save_every: int = 0
     """Steps between checkpoints; 0 checkpoints only at the end."""
+    keep_checkpoints: int = 3
+    """Complete checkpoints kept in the run directory (the newest; older ones are deleted after
+    each save); 0 keeps every one."""
+    max_nonfinite_steps: int = 5
+    """A step whose loss or gradient is not finite on any worker is skipped by every worker
+    (counted as `skipped_steps` in metrics.jsonl); this many skipped steps in a row stop the
+    run with an error naming the step and the last finite loss."""
     progress_bar: bool = True
     """A live progress bar when stderr is a terminal (log files get the per-log-step lines)."""
 
     def __post_init__(self):
-        for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "log_every"):
+        for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "log_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}", f"{getattr(self, name)} must be >= 1.")
-        for name in ("eval_every", "save_every", "warmup_steps"):
+        for name in ("eval_every", "save_every", "warmup_steps", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}", "must be >= 0.")
         if self.lr <= 0:
@@ -255,8 +266,10 @@ class DistributedConfig:
     """Ray Train workers, one DeepSpeed rank each. More than 1 needs Ray (not --no-ray)."""
     use_gpu: bool = False
     """One GPU per worker (nccl); CPU workers use gloo."""
-    cpus_per_worker: int = 1
-    """CPUs Ray reserves per worker."""
+    cpus_per_worker: int | None = None
+    """CPUs Ray reserves per worker, and the torch threads each worker computes with. Unset:
+    the CPUs of the largest node divided among the workers (at least 1): a lone worker on a
+    2-core machine gets both cores; without this Ray gives a 1-CPU worker one thread."""
     zero_stage: Literal[0, 1, 2, 3] = 2
     """DeepSpeed ZeRO stage: 2 shards optimizer state and gradients, 3 also the parameters."""
     offload_optimizer: bool = False
@@ -274,7 +287,7 @@ class DistributedConfig:
     def __post_init__(self):
         if self.num_workers < 1:
             raise ConfigError("distributed.num_workers", "must be >= 1.")
-        if self.cpus_per_worker < 1:
+        if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
             raise ConfigError("distributed.cpus_per_worker", "must be >= 1.")
         if self.max_failures < -1:
             raise ConfigError("distributed.max_failures", "must be >= -1 (-1: retry forever).")

@@ -81,6 +81,8 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
                         f"data.label_column, or list the classes in data.labels.")
 
     report.notes.update(_notes(train, "train") | _notes(eval_, "eval"))
+    report.notes["labels"] = list(labels)
+    report.notes["labels_declared"] = bool(cfg.labels) or cfg.source != "files"
     # Only possible with given eval files / published splits (an item split never overlaps);
     # reported, not fixed, because the split is the authors' or the user's.
     report.notes["eval_items_also_in_train"] = len(set(eval_["item_id"]) & set(train["item_id"]))
@@ -91,7 +93,9 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
 
 def _notes(frame: pd.DataFrame, name: str) -> dict:
     counts = frame["label"].value_counts()
+    per_pair = frame.groupby(["item_id", "annotator"], sort=False)["label"].nunique()
     return {f"{name}_rows": len(frame), f"{name}_items": int(frame["item_id"].nunique()),
             f"{name}_annotators": int(frame["annotator"].nunique()),
             f"{name}_repeated_item_annotator_pairs": int(frame.duplicated(["item_id", "annotator"]).sum()),
+            f"{name}_contradicting_item_annotator_pairs": int((per_pair > 1).sum()),
             f"{name}_label_counts": {str(k): int(v) for k, v in counts.items()}}

@@ -14,6 +14,7 @@ from hyperscale.errors import DataError
 
 # Reasons a row is malformed, in the order they are checked (a row gets the first that applies).
 REASONS = (
+    "malformed_json",  # a JSON Lines line that is not a JSON object (e.g. truncated)
     "non_utf8",  # the raw row holds bytes that are not UTF-8
     "missing_text",
     "missing_annotator",
@@ -32,7 +33,7 @@ _QUOTED = 5
 @dataclass(kw_only=True)
 class BadRow:
     file: str
-    row: int  # 1-based record number in the file (CSV: data rows, header excluded)
+    row: int  # 1-based record number in the file (CSV: data rows, header excluded; JSON Lines: the line)
     reason: str
     raw: dict  # the row as read, every value as a string (undecodable bytes shown as \xNN)
 
@@ -78,6 +79,34 @@ class RowReport:
                     f"First bad rows: {'; '.join(first)}. Fix: clean the file (every bad row is listed "
                     f"in bad_rows.jsonl of the run directory) or raise data.max_bad_fraction."
                 )
+
+    def summary(self) -> str:
+        """What loading read, dropped, merged and inferred, for the console (the details are in
+        data_report.json and bad_rows.jsonl)."""
+        n = self.notes
+        lines = [f"data: {self.n_rows:,} rows read"
+                 + (f", {self.n_bad:,} malformed and dropped ({', '.join(f'{r} {c}' for r, c in self.reasons.items())};"
+                    f" every one in bad_rows.jsonl)" if self.n_bad else ", none malformed")]
+        if "train_rows" in n:
+            lines.append(f"      train {n['train_rows']:,} rows ({n['train_items']:,} items, {n['train_annotators']:,} "
+                         f"annotators), eval {n['eval_rows']:,} rows ({n['eval_items']:,} items, "
+                         f"{n['eval_annotators']:,} annotators)")
+            counts = n["train_label_counts"]
+            total = max(1, sum(counts.values()))
+            lines.append("      train labels: " + ", ".join(f"{k} {v:,} ({v / total:.0%})" for k, v in counts.items()))
+            rare = [k for k, v in counts.items() if v < 5 or v < 0.005 * total]
+            if rare and not n.get("labels_declared"):
+                lines.append(f"      note: label value(s) {rare} are rare enough to be typos and are classes of "
+                             f"their own now; declare data.labels to refuse values outside it")
+        for split in ("train", "eval"):
+            rep, bad = n.get(f"{split}_repeated_item_annotator_pairs", 0), n.get(
+                f"{split}_contradicting_item_annotator_pairs", 0)
+            if rep:
+                lines.append(f"      {split}: {rep:,} repeated (item, annotator) pairs kept as separate rows "
+                             f"({bad:,} of them with contradicting labels)")
+        if n.get("eval_items_also_in_train"):
+            lines.append(f"      note: {n['eval_items_also_in_train']} eval items also appear in train (the given split)")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"n_rows": self.n_rows, "n_bad": self.n_bad, "reasons": dict(self.reasons),

@@ -74,17 +74,53 @@ def read_files(files: list[str], cfg: DataConfig, labels: list[str] | None) -> t
 
 def read_file(path: str, cfg: DataConfig, labels: list[str] | None) -> tuple[pd.DataFrame, list[BadRow], int]:
     """One file -> (good rows, bad rows, number of rows read)."""
+    if os.path.isdir(path):
+        raise DataError(f"data file {path!r} is a directory, not a file. Fix: list the CSV / JSONL / Parquet files "
+                        f"inside it in data.train_files / data.eval_files.")
     if not os.path.isfile(path):
         raise DataError(f"data file {path!r} does not exist (cwd: {os.getcwd()}). "
                         f"Fix: correct the path in data.train_files / data.eval_files.")
-    fmt = _FORMATS.get(os.path.splitext(path)[1].lower())
+    ext = os.path.splitext(path)[1].lower()
+    fmt = _FORMATS.get(ext)
     if fmt is None:
         raise DataError(f"data file {path!r}: unknown extension; expected one of {sorted(_FORMATS)}. "
                         f"Fix: rename the file or convert it to CSV, JSONL or Parquet.")
     with tempfile.TemporaryDirectory(prefix="hyperscale-rows-") as tmp:
         load_path = path if fmt == "parquet" else _utf8_copy(path, tmp)
-        table = _load_with_datasets(fmt, load_path, path, tmp)
-    return _check_rows(table, path, cfg, labels)
+        if ext == ".jsonl":
+            table, line_numbers, broken = _load_jsonl(load_path, path)
+        else:
+            table, line_numbers, broken = _load_with_datasets(fmt, load_path, path, tmp), None, []
+    frame, bad, n = _check_rows(table, path, cfg, labels, line_numbers)
+    bad = sorted(bad + broken, key=lambda b: b.row)
+    return frame, bad, n + len(broken)
+
+
+def _load_jsonl(load_path: str, shown_path: str) -> tuple[dict[str, list], list[int], list[BadRow]]:
+    """JSON Lines read line by line: a line that is not a JSON object (a truncated last line, a
+    stray character) is one malformed row with its 1-based line number, not a failed file."""
+    records, numbers, broken = [], [], []
+    with open(load_path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                record, why = None, e.msg
+            else:
+                why = "not a JSON object"
+            if not isinstance(record, dict):
+                broken.append(BadRow(file=shown_path, row=number, reason="malformed_json",
+                                     raw={"line": _show(line.rstrip("\n"))[:500], "error": why}))
+                continue
+            records.append(record)
+            numbers.append(number)
+    if not records and not broken:
+        raise DataError(f"data file {shown_path!r} is empty. Fix: add rows (one JSON object per line), or remove "
+                        f"the file from the config.")
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    return {c: [r.get(c) for r in records] for c in columns}, numbers, broken
 
 
 def _utf8_copy(path: str, tmp: str) -> str:
@@ -133,8 +169,7 @@ def _load_with_datasets(fmt: str, load_path: str, shown_path: str, tmp: str) -> 
         kwargs = dict(features=datasets.Features({c: datasets.Value("string") for c in header}),
                       keep_default_na=False, na_values=[], index_col=False)
     elif fmt == "json" and not _has_content(load_path):
-        raise DataError(f"data file {shown_path!r} is empty. Fix: add rows (one JSON object per line), or remove "
-                        f"the file from the config.")
+        raise DataError(f"data file {shown_path!r} is empty. Fix: add rows, or remove the file from the config.")
     progress_was_on = datasets.utils.logging.is_progress_bar_enabled()
     datasets.utils.logging.disable_progress_bar()
     try:
@@ -184,8 +219,9 @@ def _show(v: str | None) -> str | None:
     return None if v is None else _MARK_RE.sub(r"\\x\1", v)
 
 
-def _check_rows(table: dict[str, list], path: str, cfg: DataConfig,
-                labels: list[str] | None) -> tuple[pd.DataFrame, list[BadRow], int]:
+def _check_rows(table: dict[str, list], path: str, cfg: DataConfig, labels: list[str] | None,
+                line_numbers: list[int] | None = None) -> tuple[pd.DataFrame, list[BadRow], int]:
+    """Check every row; `line_numbers`: each row's 1-based number in the file (default: its position)."""
     roles = {"text": cfg.text_column, "annotator": cfg.annotator_column, "label": cfg.label_column,
              "item": cfg.item_column, "task": cfg.task_column, "language": cfg.language_column}
     for role, col in roles.items():
@@ -194,6 +230,7 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig,
             raise DataError(f"data file {path!r} has no column {col!r} (the {role} column). Columns present: "
                             f"{sorted(table)}. Fix: set data.{key} to the right column name.")
     n = len(next(iter(table.values()), []))
+    number = np.asarray(line_numbers if line_numbers is not None else np.arange(1, n + 1), dtype=np.int64)
     raw = {c: [_as_str(v) for v in vals] for c, vals in table.items()}
     cells = {role: raw[col] if col is not None else [None] * n for role, col in roles.items()}
     # Ids and labels are compared as written minus surrounding blanks (" 1" in a CSV is "1").
@@ -218,7 +255,7 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig,
         flag([y not in known for y in cells["label"]], "unknown_label")
 
     good = reason == None  # noqa: E711
-    bad = [BadRow(file=path, row=int(i) + 1, reason=reason[i], raw={c: _show(raw[c][i]) for c in raw})
+    bad = [BadRow(file=path, row=int(number[i]), reason=reason[i], raw={c: _show(raw[c][i]) for c in raw})
            for i in np.flatnonzero(~good)]
     idx = np.flatnonzero(good)
     text = [cells["text"][i] for i in idx]
@@ -231,6 +268,6 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig,
         "task": pd.Series([cells["task"][i] for i in idx], dtype=object),
         "language": pd.Series([cells["language"][i] for i in idx], dtype=object),
         "source_file": pd.Series([path] * len(idx), dtype=object),
-        "source_row": (idx + 1).astype(np.int64),
+        "source_row": number[idx],
     })
     return frame, bad, n

@@ -68,6 +68,13 @@ class Evaluator:
         rows, labels, m = self.rows, self.labels, self.cfg.eval.min_items_per_annotator
         probs = predict_probs(model, rows, self.cfg.eval.batch_size, self.pad_id, self.device, self.rank,
                               self.world_size)
+        bad = int((~np.isfinite(probs)).any(1).sum())
+        if bad:  # never report NaN as a result: argmax of NaN would still "predict" a class
+            from hyperscale.training.nonfinite import TrainingDiverged
+
+            raise TrainingDiverged(f"the model's outputs are not finite on {bad} of {len(rows)} eval rows, so there "
+                                   f"is nothing to score. Fix: lower train.lr (now {self.cfg.train.lr:g}) or "
+                                   f"compute in float32 (model.compute_dtype), and train again in a new --run-dir.")
         preds = probs.argmax(1)
         metrics = perspectivist_metrics(rows.labels, preds, rows.annotators, labels, m,
                                         majority_class=self.train_majority)

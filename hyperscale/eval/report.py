@@ -7,10 +7,10 @@ from hyperscale.eval.plots import run_plots
 from hyperscale.rundir import RunDir, read_metrics, write_json
 
 
-def write_results(run: RunDir, metrics: dict) -> None:
+def write_results(run: RunDir, metrics: dict, min_items: int) -> None:
     write_json(run.eval, metrics)
     write_per_annotator_csv(run.per_annotator, metrics["per_annotator"])
-    run_plots(run, metrics, read_metrics(run.metrics) if run.metrics.exists() else [])
+    run_plots(run, metrics, read_metrics(run.metrics) if run.metrics.exists() else [], min_items)
 
 
 def summary_text(metrics: dict, run_dir) -> str:

@@ -81,13 +81,15 @@ def mean_samples_per_s(run_dir: Path) -> float:
     return float(np.mean(values))
 
 
-def _record(name: str, metrics: dict, run_dir: Path, wall: float) -> dict:
+def _record(name: str, metrics: dict, run_dir: Path, wall: float, min_items: int) -> dict:
     keep = ("macro_f1", "micro_f1", "pos_f1", "accuracy", "majority_vote_f1", "majority_vote_accuracy",
             "soft_ce", "soft_manhattan", "soft_jsd", "trainable_params", "params_per_annotator",
             "n_annotators", "n_examples", "n_unknown_annotators")
     rec = {"kind": name, "adapter_kind": metrics.get("adapter_kind"), "run_dir": str(run_dir)}
     rec.update({k: metrics[k] for k in keep if k in metrics})
-    rec["per_annotator_macro_f1"] = {a: r["macro_f1"] for a, r in metrics.get("per_annotator", {}).items()}
+    # the annotators macro_f1 averages (eval.min_items_per_annotator), as in eval.json
+    rec["per_annotator_macro_f1"] = {a: r["macro_f1"] for a, r in metrics.get("per_annotator", {}).items()
+                                     if r["n"] >= min_items}
     rec.update(samples_per_s=mean_samples_per_s(run_dir), wall_s=wall)
     return rec
 
@@ -174,7 +176,7 @@ def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: li
         for seed, sub, cfg in runs:
             t0 = time.perf_counter()
             metrics = trainer(cfg, sub)
-            per_seed.append(_record(name, metrics, sub, time.perf_counter() - t0))
+            per_seed.append(_record(name, metrics, sub, time.perf_counter() - t0, cfg.eval.min_items_per_annotator))
             baseline = baseline or metrics.get("majority_baseline")
             tag = f" seed {seed}" if seed is not None else ""
             print(f"[compare] {name}{tag}: macro_f1={metrics.get('macro_f1', float('nan')):.4f} "

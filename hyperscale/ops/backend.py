@@ -72,9 +72,11 @@ def library_versions() -> dict[str, str | None]:
 
 def runtime_info(backend: str, device: torch.device | str, compute_dtype: str) -> dict:
     """What a run records about where and how it computed."""
+    from hyperscale.backbones.dtype import cpu_description
+
     device = torch.device(device)
     info = {"kernel_backend": backend, "device": str(device), "compute_dtype": compute_dtype,
-            "cpu": platform.processor() or platform.machine(), "versions": library_versions()}
+            "cpu": cpu_description(), "torch_threads": torch.get_num_threads(), "versions": library_versions()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

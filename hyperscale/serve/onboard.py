@@ -9,7 +9,8 @@ For every annotator in FILE that the run's vocabulary does not know:
   3. fit ONLY those new rows (every other parameter frozen; a gradient mask keeps
      the old rows of a grown table fixed) on the first k labels of each new
      annotator, full batch, Adam;
-  4. score the same held-out rows again; write onboard.json into RUN_DIR.
+  4. score the same held-out rows again; `save_onboarded` writes a new run directory (the
+     extended vocabulary, the grown tables, onboard.json) that predict serves.
 The fit uses the model's own loss (its head's), the same as training.
 What "their own parameters" are depends on the kind (model.annotator_tables()):
 hyper_lora an embedding row (condition_dim numbers), annotator_embedding an
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,11 +126,17 @@ def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: f
     known = set(run.vocab.ids("annotator"))
     seen = list(dict.fromkeys(frame["annotator"].astype(str)))
     new_ids = [a for a in seen if a not in known]
+    if not new_ids:
+        raise DataError(f"all {len(seen)} annotators in the file are already known to this run: nothing to onboard. "
+                        f"Fix: onboard annotators the run has not seen (`hyperscale predict` already serves the "
+                        f"known ones).")
     fit, held = split_first_k(frame, new_ids, k)
     scored = sorted(set(held["annotator"].astype(str)))
     if not scored:
-        raise DataError(f"no new annotator has more than k={k} rows, so none can be scored "
-                        f"({len(new_ids)} new, {len(seen) - len(new_ids)} already known). Fix: lower --k.")
+        most = int(frame[frame["annotator"].astype(str).isin(new_ids)].groupby("annotator").size().max())
+        raise DataError(f"no new annotator has more than k={k} rows (the most is {most}), so none can be scored on "
+                        f"rows it was not fitted on ({len(new_ids)} new, {len(seen) - len(new_ids)} already known). "
+                        f"Fix: lower --k below {most}, or give the new annotators more rows.")
     torch.manual_seed(seed)
     before, _ = _scores(run, held)  # ids unknown to the vocab: the zero-shot fallback
     run.vocab.extend("annotator", new_ids)
@@ -150,3 +158,33 @@ def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: f
         "per_annotator_gain": gain, "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None, "fit_s": fit_s,
     }
+
+
+def save_onboarded(run: LoadedRun, out_dir, result: dict) -> Path:
+    """A new run directory that serves the onboarded annotators too: the run's config and labels,
+    the extended vocabulary, the grown weights, onboard.json. Written to a temporary folder and
+    renamed, so it is complete or absent; an existing folder is never overwritten."""
+    import os
+    import shutil
+    import tempfile
+
+    from hyperscale.errors import RunDirError
+    from hyperscale.rundir import RunDir, save_trainable, write_json
+
+    out = Path(out_dir)
+    if out.exists():
+        raise RunDirError(f"{out} already exists; onboarding never overwrites a folder. Fix: pass another --out, or "
+                          f"delete {out}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        new = RunDir(tmp)
+        shutil.copy2(run.run_dir / "config.yaml", new.config)
+        shutil.copy2(run.run_dir / "labels.json", new.labels)
+        run.vocab.save(new.vocab)
+        save_trainable(run.trainable_state(), new.trainable)
+        write_json(new.path / "onboard.json", {**result, "source_run": str(run.run_dir)})
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

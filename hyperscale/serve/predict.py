@@ -56,10 +56,15 @@ class Predictor:
         """One row per (text, annotator): predicted label, class probabilities and `known`."""
         if isinstance(annotators, str):
             annotators = self.annotators if annotators == "all" else [a.strip() for a in annotators.split(",") if a.strip()]
-        texts, annotators = [str(t) for t in texts], [str(a) for a in annotators]
+        # One column per annotator: a repeated id asks for the same column twice.
+        texts, annotators = [str(t) for t in texts], list(dict.fromkeys(str(a) for a in annotators))
         if not texts or not annotators:
             raise DataError(f"nothing to predict: {len(texts)} texts x {len(annotators)} annotators. "
                             f"Fix: pass at least one text and one annotator (or 'all').")
+        blank = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        if blank:
+            raise DataError(f"text {', '.join(map(str, blank[:5]))} of {len(texts)} is empty: there is nothing to "
+                            f"label. Fix: remove empty texts (or give each row of a --texts file a text).")
         frame = self._frame(texts, annotators)
         rows = self.run.encode(frame)
         probs = self.run.probabilities(rows)  # (n_texts * n_annotators, C)
@@ -86,10 +91,19 @@ class Predictor:
 
 
 def read_texts(path: str) -> list[str]:
-    """A .csv / .jsonl with a 'text' column, or plain text with one text per line."""
+    """A .csv / .jsonl with a 'text' column, or plain text with one text per line (blank lines skipped).
+
+    Cells are read as written: an empty CSV cell is an empty text (refused by `predict`), never the
+    string "nan"."""
     p = Path(path)
-    if p.suffix == ".csv":
-        return pd.read_csv(p)["text"].astype(str).tolist()
-    if p.suffix in (".jsonl", ".json"):
-        return pd.read_json(p, lines=p.suffix == ".jsonl")["text"].astype(str).tolist()
+    if not p.is_file():
+        raise DataError(f"--texts {path!r} is not a file. Fix: pass a .txt (one text per line), .csv or .jsonl "
+                        f"(a 'text' column) file.")
+    if p.suffix in (".csv", ".jsonl", ".json"):
+        frame = (pd.read_csv(p, dtype=str, keep_default_na=False) if p.suffix == ".csv"
+                 else pd.read_json(p, lines=p.suffix == ".jsonl", dtype=False))
+        if "text" not in frame:
+            raise DataError(f"--texts {path!r} has no 'text' column (columns: {list(frame.columns)}). Fix: name the "
+                            f"column holding the texts 'text'.")
+        return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame["text"]]
     return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

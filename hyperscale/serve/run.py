@@ -33,6 +33,11 @@ class LoadedRun:
     labels: list[str]
     model: torch.nn.Module  # PerspectivistModel, eval mode
     tokenizer: object
+    trainable_names: list[str]  # what training trained (onboarding freezes most of it, saving writes all of it)
+
+    def trainable_state(self) -> dict:
+        params = dict(self.model.named_parameters())
+        return {n: params[n].detach().cpu().contiguous() for n in self.trainable_names}
 
     @property
     def fields(self) -> list[str]:
@@ -76,4 +81,5 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     model = build_model(cfg, {f: vocab.size(f) for f in vocab.fields}, labels, backbone)
     load_trainable(model, run.trainable)
     model.eval()
-    return LoadedRun(run_dir=run.path, cfg=cfg, vocab=vocab, labels=labels, model=model, tokenizer=backbone.tokenizer)
+    return LoadedRun(run_dir=run.path, cfg=cfg, vocab=vocab, labels=labels, model=model, tokenizer=backbone.tokenizer,
+                     trainable_names=[n for n, p in model.named_parameters() if p.requires_grad])

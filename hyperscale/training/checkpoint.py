@@ -117,6 +117,9 @@ class LocalStore:
         stage.mkdir(parents=True, exist_ok=True)
         yield stage
 
+    def __init__(self, keep: int = 0):
+        self.keep = keep  # newest complete checkpoints to keep; 0: all
+
     def publish(self, stage: Path, run_dir: Path, name: str, rank: int, world_size: int, metrics: dict) -> None:
         barrier(world_size)
         if rank == 0:
@@ -125,6 +128,10 @@ class LocalStore:
                 shutil.rmtree(final)
             os.replace(stage, final)
             _fsync_tree(run_dir, [])
+            if self.keep:
+                complete = [p for p in RunDir(run_dir).checkpoints() if not missing_files(p)]
+                for old in complete[:-self.keep]:  # oldest first; the newest `keep` stay
+                    shutil.rmtree(old)
         barrier(world_size)
 
     def registered(self) -> Path | None:
@@ -290,7 +297,7 @@ class Checkpointer:
 
     def __init__(self, run: RunDir, cfg: RunConfig, vocab: ConditionVocab, labels: list[str], ctx, store=None):
         self.run, self.cfg, self.vocab, self.labels, self.ctx = run, cfg, vocab, labels, ctx
-        self.store = store or LocalStore()
+        self.store = store or LocalStore(keep=cfg.train.keep_checkpoints)
 
     def resume(self, ckpt_dir: Path | None, engine, sampler) -> tuple[int, dict | None]:
         """(step to continue after, the saved logging window); (0, None) for a fresh run."""

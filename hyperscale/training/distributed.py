@@ -65,3 +65,13 @@ def all_reduce_sum(values: list[float], world_size: int) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def decided_by_rank0(decide, rank: int, world_size: int):
+    """`decide()` run on rank 0 only and its result given to every rank (a choice all ranks must share,
+    such as a measured compute dtype: timings differ between processes)."""
+    if world_size == 1:
+        return decide()
+    box = [decide() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

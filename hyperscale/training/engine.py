@@ -43,17 +43,52 @@ def deepspeed_config(cfg: RunConfig) -> dict:
             "zero_optimization": zero}
 
 
+def skip_shm_comm_build() -> None:
+    """Keep DeepSpeed from compiling its `deepspeed_shm_comm` C++ op on a CPU machine.
+
+    DeepSpeed's torch communication backend builds that op (minutes of g++ on 2 cores,
+    on a run's first start on a machine) for `inference_all_reduce`, a shared-memory
+    all-reduce used by its CPU inference engine. Training here reduces gradients
+    through gloo and never calls it, so the op is marked unavailable, which is the
+    state DeepSpeed itself uses on platforms it cannot build for.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+class SkippableAdamW(torch.optim.AdamW):
+    """AdamW that speaks DeepSpeed's overflow protocol, for ZeRO stage 0 (a plain optimizer).
+
+    ZeRO stages 1-3 skip a step with non-finite gradients themselves and set
+    `optimizer.overflow`, which the engine reads to leave the LR schedule alone and
+    report `was_step_applied() == False`. A plain optimizer has no such check, so
+    the non-finite policy (training/nonfinite.py) sets `overflow` here and the step
+    does nothing: no weight, moment or step count moves.
+    """
+
+    overflow = False
+
+    def step(self, closure=None):
+        if self.overflow:
+            return None
+        return super().step(closure)
+
+
 def build_engine(model, cfg: RunConfig):
     """(engine, optimizer, scheduler) for a PerspectivistModel; the engine owns the step."""
     import deepspeed  # heavy and platform-specific: only inside the worker
 
+    if not cfg.distributed.use_gpu:
+        skip_shm_comm_build()
     params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale)
     if cfg.distributed.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         optimizer = DeepSpeedCPUAdam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        adamw = SkippableAdamW if cfg.distributed.zero_stage == 0 else torch.optim.AdamW
+        optimizer = adamw(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     if cfg.distributed.zero_stage == 3:
         from hyperscale.training import zero3

@@ -7,6 +7,7 @@ worker:
     HYPERSCALE_FAULT="kill:rank=1:step=5"   rank 1 exits (os._exit) after optimizer step 5
     HYPERSCALE_FAULT="raise:rank=0:step=5"  rank 0 raises FaultInjected after step 5
     HYPERSCALE_FAULT="save:rank=0:step=4"   rank 0 raises half-way through the step-4 save
+    HYPERSCALE_FAULT="nan:rank=1:step=3"    rank 1's loss of step 3 becomes NaN (the non-finite policy)
 
 Each fault fires once per run directory: a marker file records that it fired, so
 the restarted worker group (or the resumed job) runs on past it. Without the
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "HYPERSCALE_FAULT"
-KINDS = ("kill", "raise", "save")
+KINDS = ("kill", "raise", "save", "nan")
 
 
 class FaultInjected(RuntimeError):
@@ -74,3 +75,10 @@ def during_save(rank: int, step: int, run_dir: Path) -> None:
     """Called by every rank between writing the engine state and the checkpoint's marker."""
     if _arm("save", rank, step, run_dir):
         raise FaultInjected(f"injected failure on rank {rank} half-way through the step-{step} save")
+
+
+def on_loss(rank: int, step: int, run_dir: Path, loss):
+    """Every micro-batch loss passes here: NaN (keeping the graph, so backward yields NaN gradients) when asked."""
+    if _arm("nan", rank, step, run_dir):
+        return loss * float("nan")
+    return loss

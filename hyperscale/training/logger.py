@@ -73,11 +73,11 @@ class RunLog:
             sys.stdout.write(throughput_line(record, self.max_steps) + "\n")
             sys.stdout.flush()
 
-    def progress(self, loss: float) -> None:
+    def progress(self, loss: float | None) -> None:
         """One optimizer step done (the bar, if any)."""
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}")
+            self.bar.set_postfix(loss="-" if loss is None else f"{loss:.4f}")
 
     def finish(self, summary: dict | None = None) -> None:
         if self.bar is not None:
@@ -93,6 +93,9 @@ class RunLog:
 
 def throughput_line(r: dict, max_steps: int) -> str:
     workers = r.get("world_size", 1)
-    return (f"step {r['step']}/{max_steps} | loss {r['loss']:.4f} | lr {r['lr']:.2e} | "
+    loss = "-" if r["loss"] is None else f"{r['loss']:.4f}"
+    skipped = f" | {r['skipped_steps']} skipped (non-finite)" if r.get("skipped_steps") else ""
+    return (f"step {r['step']}/{max_steps} | loss {loss} | lr {r['lr']:.2e} | "
             f"{r['samples_per_s']:.1f} samples/s ({r['samples_per_s_per_worker']:.1f}/worker) | "
-            f"{r['tokens_per_s']:.0f} tokens/s ({r['tokens_per_s_per_worker']:.0f}/worker) | {workers} workers")
+            f"{r['tokens_per_s']:.0f} tokens/s ({r['tokens_per_s_per_worker']:.0f}/worker) | {workers} workers"
+            f"{skipped}")

@@ -15,6 +15,7 @@ calls components; one optimizer step reads top to bottom:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hyperscale.config import RunConfig
@@ -22,12 +23,13 @@ from hyperscale.data.batches import EpochSampler, collate
 from hyperscale.eval.evaluate import Evaluator, headline
 from hyperscale.eval.report import write_results
 from hyperscale.rundir import RunDir, save_trainable
-from hyperscale.training import faults
+from hyperscale.training import faults, run_state
 from hyperscale.training.checkpoint import Checkpointer, gathered_trainable_state
 from hyperscale.training.distributed import setup_distributed
 from hyperscale.training.engine import build_engine
 from hyperscale.training.logger import RunLog
 from hyperscale.training.meter import StepMeter
+from hyperscale.training.nonfinite import NonFiniteGuard
 from hyperscale.training.prepare import prepare
 
 
@@ -37,12 +39,18 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     `store`: where checkpoints go (training.checkpoint.LocalStore unless a launcher passes its own).
     """
     ctx, run, t = setup_distributed(cfg.distributed.use_gpu), RunDir(run_dir), cfg.train
+    state = run_state.inspect(run.path, cfg)  # refuses a run of other settings before anything is written
+    if state.kind == "complete":
+        return json.loads(run.eval.read_text())
+    if state.kind == "extend" and ctx.is_main:
+        run_state.keep_finished_results(state)
     p = prepare(cfg, run, ctx, store)
     engine, _, scheduler = build_engine(p.model, cfg)
     sampler = EpochSampler(len(p.train_rows), t.micro_batch_size, t.seed, ctx.rank, ctx.world_size)
     checkpoints = Checkpointer(run, cfg, p.vocab, p.labels, ctx, store)
     start_step, window = checkpoints.resume(p.resume_from, engine, sampler)
     meter = StepMeter(t, ctx.world_size, window)
+    guard = NonFiniteGuard(cfg, ctx.world_size, p.model.trainable_parameters())
     log = RunLog(cfg, run.path, ctx.is_main, resumed_step=start_step)
     log.write({"step": start_step, "split": "resume", "checkpoint": p.resume_from.name, "runtime": p.model.runtime}
               if p.resume_from else {"step": 0, "split": "start", "runtime": p.model.runtime})
@@ -53,14 +61,16 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     engine.train()
     for step in range(start_step + 1, t.max_steps + 1):
         meter.begin_step()
-        for _ in range(t.grad_accum_steps):
+        for micro in range(t.grad_accum_steps):
             rows = sampler.next_batch()
             batch = collate(p.train_rows, rows, p.pad_id, ctx.device)
-            loss = engine(batch)["loss"]
+            loss = faults.on_loss(ctx.rank, step, run.path, engine(batch)["loss"])
             engine.backward(loss)
-            engine.step()
             meter.add(loss.item(), len(rows), int(batch["attention_mask"].sum()))
-        meter.end_step()
+            if micro == t.grad_accum_steps - 1:
+                guard.before_optimizer_step(engine, meter.step_finite)  # every rank agrees whether to skip this step
+            engine.step()
+        meter.end_step(skipped=guard.after_optimizer_step(engine, step, meter.step_loss))
         log.progress(meter.mean_loss)
         if meter.should_log(step):
             last_record = meter.record(step, scheduler.get_last_lr()[0], sampler.epoch)
@@ -79,5 +89,5 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     log.finish(headline(metrics))
     if ctx.is_main:
         save_trainable(trainable, run.trainable)
-        write_results(run, metrics)
+        write_results(run, metrics, cfg.eval.min_items_per_annotator)
     return metrics

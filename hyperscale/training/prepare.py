@@ -24,7 +24,7 @@ from hyperscale.data.load import load_data
 from hyperscale.data.vocab import ConditionVocab
 from hyperscale.rundir import RunDir, write_atomic
 from hyperscale.training import checkpoint
-from hyperscale.training.distributed import DistContext, seed_everything
+from hyperscale.training.distributed import DistContext, decided_by_rank0, seed_everything
 
 
 @dataclass
@@ -53,6 +53,8 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     seed_everything(cfg.train.seed)
     # Rank 0 writes data_report.json and bad_rows.jsonl, before any DataError is raised.
     data = load_data(cfg.data, run_dir=str(run.path) if ctx.is_main else None)
+    if ctx.is_main:
+        print(data.report.summary(), flush=True)
     fields = data.condition_fields()
     vocab = data.condition_vocab()  # train ids only: eval-only annotators map to -1 (the fallback)
     # After the vocabulary: aggregated rows have no annotator, but eval rows keep theirs.
@@ -61,7 +63,13 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     if resume_from is not None:  # before the backbone loads: an incompatible checkpoint fails in seconds
         checkpoint.check_compatible(resume_from, cfg, vocab, data.labels, ctx.world_size)
 
-    backbone = load_backbone(cfg.model)
+    from hyperscale.backbones.dtype import resolve_compute_dtype
+
+    rows = cfg.train.micro_batch_size * cfg.model.max_length
+    backbone = load_backbone(cfg.model, device=ctx.device, rows=rows, choose_dtype=lambda shape: decided_by_rank0(
+        lambda: resolve_compute_dtype(cfg.model, ctx.device, shape, rows), ctx.rank, ctx.world_size))
+    if ctx.is_main:
+        print(f"compute dtype: {backbone.dtype_choice.dtype} ({backbone.dtype_choice.reason})", flush=True)
     tok = backbone.tokenizer
     template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
     train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)

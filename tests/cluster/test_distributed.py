@@ -104,3 +104,21 @@ def test_zero3_partitions_resumes_and_gathers_like_zero2(full_run, tmp_path, mon
     for name in z2:
         assert z3[name].shape == z2[name].shape, name  # gathered, not a 1/2 slice or an empty partition
         assert (z3[name] - z2[name]).abs().max() <= 1e-4, name
+
+
+def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(full_run, tmp_path, monkeypatch):
+    """Rank 1's loss of step 3 is NaN, rank 0's is finite: both ranks skip step 3 together (or the ZeRO
+    shards would diverge, or the group would hang), the run goes on, and nothing is NaN."""
+    monkeypatch.setenv(faults.ENV, "nan:rank=1:step=3")
+    run_dir = tmp_path / "run"
+    metrics = launch(cfg("train.save_every=1", "train.keep_checkpoints=0"), run_dir)
+    rec = records(run_dir)
+    assert [rec[s]["skipped_steps"] for s in STEPS] == [0, 0, 1, 0, 0, 0]
+    full_dir, _ = full_run
+    full = records(full_dir)
+    assert all(abs(rec[s]["loss"] - full[s]["loss"]) <= 1e-6 for s in (1, 2))  # identical before the fault
+    assert "NaN" not in (run_dir / "metrics.jsonl").read_text() and metrics["macro_f1"] == metrics["macro_f1"]
+    from safetensors.torch import load_file
+
+    w2, w3 = (load_file(str(run_dir / f"checkpoint_00000{s}" / "trainable.safetensors")) for s in (2, 3))
+    assert all((w2[n] == w3[n]).all() for n in w2)  # the skipped step changed no weight on any rank

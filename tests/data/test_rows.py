@@ -231,3 +231,30 @@ def test_empty_files_name_the_real_problem(tmp_path):
     empty.write_text("\n")
     with pytest.raises(DataError, match="is empty"):
         read_file(str(empty), DataConfig(source="files", train_files=[str(empty)]), None)
+
+
+def test_a_truncated_jsonl_line_is_one_bad_row_and_a_directory_is_named(tmp_path):
+    """D11: one truncated line rejected the whole file as 'Invalid encoding' with a 0-based row number;
+    a directory was reported as missing."""
+    path = tmp_path / "rows.jsonl"
+    good = [json.dumps({"text": f"item {i}", "annotator": f"a{i % 3}", "label": str(i % 2)}) for i in range(200)]
+    path.write_text("\n".join(good) + '\n{"text": "cut sho')
+    frame, bad, n = read_file(str(path), DataConfig(source="files", train_files=[str(path)]), None)
+    assert len(frame) == 200 and n == 201 and [(b.row, b.reason) for b in bad] == [(201, "malformed_json")]
+    assert frame["source_row"].tolist()[:3] == [1, 2, 3]
+    with pytest.raises(DataError, match="is a directory, not a file.*Fix"):
+        read_file(str(tmp_path), DataConfig(source="files", train_files=[str(tmp_path)]), None)
+
+
+def test_the_console_summary_names_what_loading_dropped_merged_and_inferred(tmp_path):
+    """D12: dropped rows, repeated or contradicting (item, annotator) pairs and stray label values reached
+    only data_report.json."""
+    rows = ["item,text,annotator,label"] + [f"i{i},text {i},a{i % 4},{'yes' if i % 3 else 'no'}" for i in range(300)]
+    rows += ["i1,text 1,a1,no", "i2,text 2,a2,yes", "i5,text 5,a3,yse", ",x,a1,yes"]  # contradiction, repeat, typo, bad
+    path = tmp_path / "rows.csv"
+    path.write_text("\n".join(rows) + "\n")
+    cfg = DataConfig(source="files", train_files=[str(path)], item_column="item", max_bad_fraction=0.05)
+    summary = load_data(cfg).report.summary()
+    assert "1 malformed and dropped (missing_item 1" in summary
+    assert "2 repeated (item, annotator) pairs kept as separate rows (1 of them with contradicting labels)" in summary
+    assert "label value(s) ['yse'] are rare enough to be typos" in summary and "declare data.labels" in summary

@@ -25,7 +25,8 @@ def _fake_trainer(seen):
                 "majority_vote_f1": score, "trainable_params": 1000 if cfg.adapter.kind == "shared_lora" else 5000,
                 "params_per_annotator": 0 if cfg.adapter.kind == "shared_lora" else 64,
                 "adapter_kind": cfg.adapter.kind,
-                "per_annotator": {"a0": {"macro_f1": score}, "a1": {"macro_f1": score - 0.1}},
+                "per_annotator": {"a0": {"macro_f1": score, "n": 9}, "a1": {"macro_f1": score - 0.1, "n": 7},
+                                  "a2": {"macro_f1": 0.0, "n": 2}},  # a2: below min_items (5), left out
                 "majority_baseline": {"macro_f1": 0.33, "micro_f1": 0.33, "soft_ce": 0.69}}
 
     return train
@@ -47,6 +48,7 @@ def test_compare_writes_json_table_and_plots(tmp_path):
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert [r["kind"] for r in saved["kinds"]] == ["shared_lora", "hyper_lora", "shared_lora+agg"]
     assert saved["kinds"][0]["samples_per_s"] == pytest.approx(200.0)
+    assert sorted(saved["kinds"][0]["per_annotator_macro_f1"]) == ["a0", "a1"]
     assert summary["majority_baseline"]["macro_f1"] == 0.33
     md = (tmp_path / "compare.md").read_text().splitlines()
     assert len(md) == 2 + 3 + 1 and md[-1].startswith("| majority class | 0.3300")

@@ -75,3 +75,40 @@ def test_onboarding_a_causal_lm_run_fits_the_lm_loss(tmp_path):
     assert abs(float(out["loss"]) - float(c_way)) > 0.1  # the two losses really differ here
     result = onboard(run, _frame(), k=4, steps=1)
     assert result["loss_first"] == pytest.approx(float(out["loss"]), rel=1e-5)
+
+
+def test_onboarded_annotators_are_saved_and_predict_knows_them(tmp_path, monkeypatch):
+    """D10: onboard did not save the new annotators (predict still treated them as unknown), and its
+    messages pointed at the wrong fix."""
+    import hyperscale
+    from hyperscale.errors import DataError, RunDirError
+    from hyperscale.serve import run as run_module
+    from hyperscale.serve.predict import Predictor
+
+    make_run(tmp_path / "run")
+    rows = tmp_path / "new.csv"
+    _frame().to_csv(rows, index=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    result = hyperscale.onboard(tmp_path / "run", rows, k=4, steps=5)
+    out = tmp_path / "run-onboarded"
+    assert result["out"] == str(out) and (out / "onboard.json").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before  # untouched
+    long = Predictor.from_run(out).predict(["apple river road"], ["new-a", "new-b", "a2", "someone"])
+    assert long.set_index("annotator")["known"].to_dict() == {"new-a": True, "new-b": True, "a2": True,
+                                                               "someone": False}
+    with pytest.raises(RunDirError, match="already exists"):
+        hyperscale.onboard(tmp_path / "run", rows, k=4, steps=5)
+    # a wrong --data path fails before the model loads, naming --data
+    monkeypatch.setattr(run_module, "load_run", lambda *a: pytest.fail("loaded the model first"))
+    with pytest.raises(DataError, match="--data .* is not a file"):
+        hyperscale.onboard(tmp_path / "run", tmp_path / "nope.csv", out=tmp_path / "x")
+
+
+def test_onboarding_only_known_annotators_says_so(tmp_path):
+    from hyperscale.errors import DataError
+
+    make_run(tmp_path)
+    with pytest.raises(DataError, match="all 2 annotators in the file are already known.*predict"):
+        onboard(load_run(tmp_path), _frame(annotators=("a1", "a2")), k=4)
+    with pytest.raises(DataError, match="lower --k below 12"):
+        onboard(load_run(tmp_path), _frame(), k=12)

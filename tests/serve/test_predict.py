@@ -71,3 +71,23 @@ def test_predict_cli_writes_csv(tmp_path, capsys):
     frame = pd.read_csv(out)
     assert frame.shape[0] == 4 and frame["known"].tolist() == [True, False, True, False]
     assert "unknown" in capsys.readouterr().err
+
+
+def test_predict_refuses_empty_texts_and_merges_repeated_annotators(tmp_path):
+    """D7: --text "" crashed in a reshape; a01,a01 crashed in pandas; a blank CSV cell became the text "nan"."""
+    from hyperscale.errors import DataError
+    from hyperscale.serve.predict import read_texts
+
+    make_run(tmp_path)
+    predictor = Predictor.from_run(tmp_path)
+    with pytest.raises(DataError, match="text 2 of 2 is empty.*Fix"):
+        predictor.predict(["apple", "  "], ["a1"])
+    long = predictor.predict(["apple"], "a1,a1,a2")
+    assert long["annotator"].tolist() == ["a1", "a2"] and Predictor.matrix(long).shape == (1, 2)
+    csv = tmp_path / "texts.csv"
+    csv.write_text("text\napple river\n\"\"\nnan\n")
+    assert read_texts(str(csv)) == ["apple river", "", "nan"]  # a blank cell stays blank, "nan" stays a word
+    with pytest.raises(DataError, match="text 2 of 3 is empty"):
+        predictor.predict(read_texts(str(csv)), ["a1"])
+    with pytest.raises(DataError, match="not a file"):
+        read_texts(str(tmp_path / "nope.csv"))

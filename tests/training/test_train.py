@@ -110,3 +110,11 @@ def test_causal_lm_task_trains_through_the_verbalizer(tmp_path):
     assert metrics["n_examples"] == 128 == sum(a["n"] for a in per)
     # eval.json's pooled accuracy is the row-weighted mean of the per-annotator ones
     assert metrics["accuracy"] == pytest.approx(sum(a["accuracy"] * a["n"] for a in per) / 128)
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    """Every checkpoint used to be kept (60 of them, 163 MB, for a 300-step tiny run)."""
+    cfg = tiny_config("train.max_steps=5", "train.save_every=1", "train.keep_checkpoints=2", "train.warmup_steps=0",
+                      "data.synthetic.n_items=60", "eval.max_examples=16", "logging.wandb.mode=disabled")
+    _train(cfg, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_000004", "checkpoint_000005"]
