@@ -37,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hyperscale.api import default_run_dir
-    from hyperscale.cluster import launch
+    from hyperscale.api import default_run_dir, train
     from hyperscale.config import load_config
     from hyperscale.eval.report import summary_text
 
@@ -49,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, Path(args.config).stem)
     print(f"run directory: {run_dir.resolve()}", flush=True)
-    try:
-        metrics = launch(cfg, run_dir, address=args.address)
+    try:  # the run directory is checked (resume / complete / refused) before any worker is scheduled
+        metrics = train(cfg, run_dir, use_ray=True, address=args.address)
     except HyperscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary_text(metrics, run_dir))
-    print(f"wall time: {metrics['wall_time_s']:.1f} s", flush=True)
+    if "wall_time_s" in metrics:
+        print(f"wall time: {metrics['wall_time_s']:.1f} s", flush=True)
     return 0
 
 
