@@ -18,6 +18,22 @@ def tiny_config(*overrides, family="llama"):
     return build_config(base, [f"adapter.target_modules={targets}", *overrides])
 
 
+def seeded_model(cfg, sizes=None, labels=("0", "1")):
+    """build_model from seed 0, with annotator / task / language vocabularies of 50 / 3 / 4."""
+    from hyperscale.model import build_model
+
+    torch.manual_seed(0)
+    return build_model(cfg, sizes or {"annotator": 50, "task": 3, "language": 4}, list(labels))
+
+
+def randomise_b(model, std=0.05):
+    """B heads start at zero; give them values so the adapters change the output."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "head_b" in name or name.startswith("lora.B"):
+                p.normal_(0, std)
+
+
 def make_batch(n=12, seq=10, vocab=1000, n_annotators=3, n_classes=2, seed=0, tasks=0, languages=0):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(seq // 2, seq + 1, (n,), generator=g)

@@ -4,38 +4,24 @@ matches the module with the torch reference (outputs and every trainable gradien
 import pytest
 import torch
 
-from hyperscale.model import build_model
 
-from tests.helpers import make_batch, tiny_config
-
-
-def _model(cfg, sizes=None, labels=("0", "1")):
-    torch.manual_seed(0)
-    return build_model(cfg, sizes or {"annotator": 50, "task": 3, "language": 4}, list(labels))
+from tests.helpers import make_batch, randomise_b, seeded_model, tiny_config
 
 
-def _randomise_b(model, std=0.05):
-    """B heads start at zero; give them values so the adapters change the output."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "head_b" in name or name.startswith("lora.B"):
-                p.normal_(0, std)
-
-
-def test_first_forward_equals_frozen_model():
-    model = _model(tiny_config())
+def test_first_forward_equals_frozenseeded_model():
+    model = seeded_model(tiny_config())
     batch = make_batch()
     adapted = model(batch)["logits"]
     model.state.enabled = False
     frozen = model(batch)["logits"]
     torch.testing.assert_close(adapted, frozen, rtol=0, atol=0)
     model.state.enabled = True
-    _randomise_b(model)
+    randomise_b(model)
     assert (model(batch)["logits"] - frozen).abs().max() > 1e-4
 
 
 def test_kernel_backend_is_resolved_once_and_recorded():
-    model = _model(tiny_config())  # adapter.kernel=auto on CPU
+    model = seeded_model(tiny_config())  # adapter.kernel=auto on CPU
     layers = [m for m in model.body.modules() if hasattr(m, "backend")]
     assert layers and {m.backend for m in layers} == {"torch"}
     assert model.runtime["kernel_backend"] == "torch" and model.runtime["device"] == "cpu"
@@ -50,10 +36,10 @@ def test_triton_module_matches_torch_module(kind, conditions):
     gradient of every trainable parameter."""
     out = {}
     for kernel in ("torch", "triton"):
-        model = _model(tiny_config(f"adapter.kind={kind}", f"adapter.conditions={conditions}",
+        model = seeded_model(tiny_config(f"adapter.kind={kind}", f"adapter.conditions={conditions}",
                                    f"adapter.kernel={kernel}"))
         assert {m.backend for m in model.body.modules() if hasattr(m, "backend")} == {kernel}
-        _randomise_b(model)
+        randomise_b(model)
         batch = make_batch(n=6, seq=7, n_annotators=5)
         result = model(batch)
         result["loss"].backward()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from hyperscale.backbones.names import EMBEDDED as NAME
 from hyperscale.errors import ConfigError
 
 TOKENIZER_CACHE = Path(os.environ.get("HYPERSCALE_CACHE", Path.home() / ".cache" / "hyperscale"))

@@ -10,7 +10,7 @@ from torch import nn
 from hyperscale.adapters.base_layers import dense_linear
 from hyperscale.backbones import embedded, tiny
 from hyperscale.backbones.dtype import DtypeChoice, resolve_compute_dtype
-from hyperscale.backbones.names import BUILTIN_NAMES, check_name_or_path
+from hyperscale.backbones.names import BUILTIN_NAMES, EMBEDDED, check_name_or_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "modernbert"}
@@ -63,7 +63,7 @@ def load_backbone(cfg, *, device="cpu", rows: int = 512, choose_dtype=None) -> B
     tokenizer = load_tokenizer(cfg)
     if cfg.name_or_path.startswith(tiny.PREFIX):
         model = tiny.model(cfg, len(tokenizer))
-    elif cfg.name_or_path == embedded.NAME:
+    elif cfg.name_or_path == EMBEDDED:
         model = embedded.model(cfg.task)
     else:
         model = _local_model(cfg)

@@ -3,27 +3,13 @@
 import pytest
 import torch
 
-from hyperscale.model import build_model
 
-from tests.helpers import make_batch, tiny_config
-
-
-def _model(cfg, sizes=None, labels=("0", "1")):
-    torch.manual_seed(0)
-    return build_model(cfg, sizes or {"annotator": 50, "task": 3, "language": 4}, list(labels))
-
-
-def _randomise_b(model, std=0.05):
-    """B heads start at zero; give them values so the adapters change the output."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "head_b" in name or name.startswith("lora.B"):
-                p.normal_(0, std)
+from tests.helpers import make_batch, randomise_b, seeded_model, tiny_config
 
 
 def test_generation_touches_only_unique_conditions():
-    model = _model(tiny_config())
-    _randomise_b(model)
+    model = seeded_model(tiny_config())
+    randomise_b(model)
     batch = make_batch(n=16)
     batch["cond_annotator"] = torch.tensor([7, 7, 3, 3, 3, 41] * 2 + [7, 3, 41, 41])
     seen = []
@@ -40,7 +26,7 @@ def test_generation_touches_only_unique_conditions():
 
 
 def test_unknown_annotator_gets_mean_embedding():
-    model = _model(tiny_config())
+    model = seeded_model(tiny_config())
     hn = model.lora.hypernet
     emb = hn.embed_conditions(torch.tensor([[-1], [5]]), None)
     torch.testing.assert_close(emb[0], hn.tables["annotator"].weight.mean(0))
@@ -59,8 +45,8 @@ def test_unknown_annotator_gets_mean_embedding():
 def test_every_condition_kind_trains(conditions, fields):
     cfg = tiny_config(f"adapter.conditions=[{','.join(conditions)}]", "data.synthetic.n_tasks=3",
                       "data.synthetic.n_languages=4")
-    model = _model(cfg)
-    _randomise_b(model)
+    model = seeded_model(cfg)
+    randomise_b(model)
     batch = make_batch(tasks=3, languages=4)
     out = model(batch)
     out["loss"].backward()
@@ -78,8 +64,8 @@ def test_every_condition_kind_trains(conditions, fields):
 def test_task_language_zero_shot_pair():
     """Hyper-X: a (task, language) pair never seen together still gets its own adapter."""
     cfg = tiny_config("adapter.conditions=[task,language]", "data.synthetic.n_tasks=2", "data.synthetic.n_languages=2")
-    model = _model(cfg, {"annotator": 5, "task": 2, "language": 2})
-    _randomise_b(model)
+    model = seeded_model(cfg, {"annotator": 5, "task": 2, "language": 2})
+    randomise_b(model)
     hn = model.lora.hypernet
     pairs = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
     weights = hn(hn.embed_conditions(pairs, None))
@@ -91,10 +77,10 @@ def test_task_language_zero_shot_pair():
 def test_one_pattern_over_modules_of_two_shapes_gets_a_head_pair_per_shape():
     """`re:` patterns may match projections of different sizes (q 64->64 and v 64->32 in the tiny
     GQA Llama): they are grouped by shape instead of failing after the backbone loaded."""
-    model = _model(tiny_config(r"adapter.target_modules=['re:.*\.(q|v)_proj']"))
+    model = seeded_model(tiny_config(r"adapter.target_modules=['re:.*\.(q|v)_proj']"))
     hn = model.lora.hypernet
     assert sorted(hn.head_a) == ["q_v_proj_64x32", "q_v_proj_64x64"]
-    _randomise_b(model)
+    randomise_b(model)
     batch = make_batch()
     model(batch)["loss"].backward()
     shapes = {name.rsplit(".", 1)[-1]: A.shape[1:] for name, (A, _) in model.state.weights.items()}

@@ -4,31 +4,17 @@ import pytest
 import torch
 
 from hyperscale.adapters.inject import LowRankAdapted
-from hyperscale.model import build_model
 
-from tests.helpers import make_batch, tiny_config
-
-
-def _model(cfg, sizes=None, labels=("0", "1")):
-    torch.manual_seed(0)
-    return build_model(cfg, sizes or {"annotator": 50, "task": 3, "language": 4}, list(labels))
-
-
-def _randomise_b(model, std=0.05):
-    """B heads start at zero; give them values so the adapters change the output."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "head_b" in name or name.startswith("lora.B"):
-                p.normal_(0, std)
+from tests.helpers import make_batch, randomise_b, seeded_model, tiny_config
 
 
 @pytest.mark.parametrize("family,pattern,n_layers", [("llama", "q_proj", 2), ("bert", "query", 2), ("gpt2", "c_attn", 2)])
 def test_injection_per_architecture(family, pattern, n_layers):
     cfg = tiny_config(family=family)
-    model = _model(cfg)
+    model = seeded_model(cfg)
     wrapped = [m for m in model.body.modules() if isinstance(m, LowRankAdapted)]
     assert len([w for w in wrapped if w.spec.kind == pattern]) == n_layers
-    _randomise_b(model)
+    randomise_b(model)
     batch = make_batch()
     out = model(batch)
     out["loss"].backward()
@@ -36,8 +22,8 @@ def test_injection_per_architecture(family, pattern, n_layers):
 
 
 def test_wrapped_layer_computes_base_plus_lowrank():
-    model = _model(tiny_config())
-    _randomise_b(model)
+    model = seeded_model(tiny_config())
+    randomise_b(model)
     batch = make_batch(n=4)
     model(batch)
     layer = next(m for m in model.body.modules() if isinstance(m, LowRankAdapted))
@@ -53,11 +39,11 @@ def test_wrapped_layer_computes_base_plus_lowrank():
 def test_quantized_backbone_wraps_bnb_layers(mode):
     import bitsandbytes as bnb
 
-    model = _model(tiny_config(f"model.quantization={mode}"))
+    model = seeded_model(tiny_config(f"model.quantization={mode}"))
     bnb_type = bnb.nn.Linear4bit if mode == "4bit" else bnb.nn.Linear8bitLt
     wrapped = [m for m in model.body.modules() if isinstance(m, LowRankAdapted)]
     assert wrapped and all(isinstance(m.base, bnb_type) for m in wrapped)
-    _randomise_b(model)
+    randomise_b(model)
     out = model(make_batch())
     out["loss"].backward()
     assert model.lora.hypernet.head_b["q_proj"].weight.grad.abs().sum() > 0
@@ -66,8 +52,8 @@ def test_quantized_backbone_wraps_bnb_layers(mode):
 def test_gradient_checkpointing_sees_same_generated_weights():
     grads = []
     for ckpt in (False, True):
-        model = _model(tiny_config(f"model.gradient_checkpointing={str(ckpt).lower()}"))
-        _randomise_b(model)
+        model = seeded_model(tiny_config(f"model.gradient_checkpointing={str(ckpt).lower()}"))
+        randomise_b(model)
         model.train()
         calls = []
         layer = next(m for m in model.body.modules() if isinstance(m, LowRankAdapted))
@@ -82,10 +68,10 @@ def test_gradient_checkpointing_sees_same_generated_weights():
 
 
 def test_adapter_layers_selects_blocks():
-    model = _model(tiny_config("adapter.layers=[-1]"))
+    model = seeded_model(tiny_config("adapter.layers=[-1]"))
     wrapped = [m.spec for m in model.body.modules() if isinstance(m, LowRankAdapted)]
     assert sorted((s.layer, s.kind) for s in wrapped) == [(1, "q_proj"), (1, "v_proj")]
     from hyperscale.errors import ConfigError
 
     with pytest.raises(ConfigError, match="adapter.layers"):
-        _model(tiny_config("adapter.layers=[7]"))
+        seeded_model(tiny_config("adapter.layers=[7]"))

@@ -4,7 +4,6 @@ import csv
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from hyperscale.eval.metrics import (majority_reference, majority_vote, majority_vote_metrics, perspectivist_metrics,
