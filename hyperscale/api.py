@@ -93,18 +93,16 @@ def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 
     `<run_dir>-onboarded`) that `predict` serves with the new annotators known, holding
     onboard.json (their F1 against the zero-shot fallback). Returns onboard.json's content.
     """
-    from hyperscale.errors import DataError, RunDirError
+    from hyperscale.errors import DataError
+    from hyperscale.serve.onboard import check_out_free, read_rows, save_onboarded
     from hyperscale.serve.onboard import onboard as _onboard
-    from hyperscale.serve.onboard import read_rows, save_onboarded
     from hyperscale.serve.run import load_run
 
-    out = Path(out) if out else Path(f"{str(run_dir).rstrip('/')}-onboarded")
-    if not Path(data).is_file():  # checked before the model loads
+    # both checked before the model loads
+    out = check_out_free(out or f"{str(run_dir).rstrip('/')}-onboarded")
+    if not Path(data).is_file():
         raise DataError(f"--data {str(data)!r} is not a file. Fix: pass a CSV / JSONL / Parquet file of rows "
                         f"(text, annotator, label) of the annotators to onboard.")
-    if out.exists():
-        raise RunDirError(f"{out} already exists; onboarding never overwrites a folder. Fix: pass another --out, or "
-                          f"delete {out}.")
     run = load_run(run_dir)
     result = _onboard(run, read_rows(run, str(data)), k, steps, lr)
     result["out"] = str(save_onboarded(run, out, result))

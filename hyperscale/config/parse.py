@@ -139,6 +139,18 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
+def config_changes(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """{dotted key: (old value, new value)} of every leaf where two config dicts differ."""
+    out = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(config_changes(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[f"{prefix}{k}"] = (a, b)
+    return out
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.max_steps=50` -> (["train", "max_steps"], 50); the value is parsed as YAML."""
     if "=" not in text:

@@ -168,13 +168,9 @@ def save_onboarded(run: LoadedRun, out_dir, result: dict) -> Path:
     import shutil
     import tempfile
 
-    from hyperscale.errors import RunDirError
     from hyperscale.rundir import RunDir, save_trainable, write_json
 
-    out = Path(out_dir)
-    if out.exists():
-        raise RunDirError(f"{out} already exists; onboarding never overwrites a folder. Fix: pass another --out, or "
-                          f"delete {out}.")
+    out = check_out_free(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         new = RunDir(tmp)
@@ -187,4 +183,15 @@ def save_onboarded(run: LoadedRun, out_dir, result: dict) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return out
+
+
+def check_out_free(out_dir) -> Path:
+    """The output folder of onboarding, refused if it exists (checked before the model loads, and again at the end)."""
+    from hyperscale.errors import RunDirError
+
+    out = Path(out_dir)
+    if out.exists():
+        raise RunDirError(f"{out} already exists; onboarding never overwrites a folder. Fix: pass another --out, or "
+                          f"delete {out}.")
     return out

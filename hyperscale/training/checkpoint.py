@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 
 from hyperscale.config import RunConfig
+from hyperscale.config.parse import config_changes
 from hyperscale.data.vocab import ConditionVocab
 from hyperscale.errors import CheckpointError
 from hyperscale.rundir import RunDir, checkpoint_name, truncate_metrics, write_atomic
@@ -206,17 +207,6 @@ def latest_complete(run_dir: Path) -> Path | None:
     return None
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} in the checkpoint, {b!r} now")
-    return out
-
-
 def check_compatible(ckpt_dir: Path, cfg: RunConfig, vocab: ConditionVocab, labels: list[str], world_size: int) -> dict:
     """Raise CheckpointError unless this run can resume `ckpt_dir` exactly; returns its trainer state."""
     ckpt_dir = Path(ckpt_dir)
@@ -232,7 +222,8 @@ def check_compatible(ckpt_dir: Path, cfg: RunConfig, vocab: ConditionVocab, labe
                               f"run's model/trainable.safetensors still loads for predict and onboard.")
     if state["config_fingerprint"] != cfg.fingerprint():
         saved = json.loads(state["config_fingerprint"])
-        changes = _diff(saved, json.loads(cfg.fingerprint()))
+        changes = [f"{k}: {a!r} in the checkpoint, {b!r} now"
+                   for k, (a, b) in config_changes(saved, json.loads(cfg.fingerprint())).items()]
         raise CheckpointError(f"checkpoint {ckpt_dir} was written with other model/adapter settings "
                               f"({'; '.join(changes[:6])}). Fix: resume with the settings in {ckpt_dir / 'config.yaml'}, "
                               f"or start a new run directory for the new settings.")

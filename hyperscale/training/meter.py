@@ -3,9 +3,10 @@
 It owns the cadence (`should_log`) and the arithmetic of a train record in
 metrics.jsonl. A non-finite micro-batch loss is counted, never averaged in: the
 record's `loss` is the mean of the finite ones (null when there is none) and
-`skipped_steps` says how many optimizer steps the non-finite policy skipped. Its window (loss, micro-batches, rows, tokens, seconds since the
-last logged step) is part of every checkpoint, so a resumed run logs the same
-numbers the uninterrupted one would have.
+`skipped_steps` says how many optimizer steps the non-finite policy skipped. Its
+window (loss, micro-batches, rows, tokens, seconds since the last logged step) is
+part of every checkpoint, so a resumed run logs the same numbers the uninterrupted
+one would have.
 """
 
 from __future__ import annotations

@@ -62,7 +62,6 @@ class NonFiniteGuard:
                 f"worker and were skipped ({limit} in a row, train.max_nonfinite_steps); {last}. Nothing of this "
                 f"run's last {limit} steps was applied, and no eval.json was written. Fix: lower train.lr (now "
                 f"{self.cfg.train.lr:g}), add train.warmup_steps, keep train.max_grad_norm > 0 (now "
-                f"{self.cfg.train.max_grad_norm:g}), or compute in float32 (model.compute_dtype). The run resumes "
-                f"from its last checkpoint with the fixed settings in a new --run-dir, or with the same ones in this "
-                f"one.")
+                f"{self.cfg.train.max_grad_norm:g}), or compute in float32 (model.compute_dtype), and train again "
+                f"in a new --run-dir (this one holds the settings that diverged, and refuses others).")
         return True

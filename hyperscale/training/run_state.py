@@ -46,16 +46,6 @@ class RunState:
                 "extend": f"extending the finished run in {self.run.path} from step {self.finished_step}"}[self.kind]
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _free(key: str) -> bool:
     return any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS)
 
@@ -75,13 +65,14 @@ def inspect(run_dir, cfg) -> RunState:
     run = RunDir(run_dir)
     if not run.config.exists():
         return RunState("new", run)
-    saved = _saved_config(run)
-    old, new = _flatten(saved.to_dict()), _flatten(cfg.to_dict())
-    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not _free(k)]
-    grows = "train.max_steps" in changed and new["train.max_steps"] > old["train.max_steps"]
+    from hyperscale.config.parse import config_changes
+
+    changed = {k: v for k, v in config_changes(_saved_config(run).to_dict(), cfg.to_dict()).items() if not _free(k)}
+    steps = changed.get("train.max_steps")
+    grows = steps is not None and steps[1] > steps[0]
     refused = [k for k in changed if not (k == "train.max_steps" and grows)]
     if refused:
-        listing = "; ".join(f"{k}: {old.get(k)!r} in the run, {new.get(k)!r} now" for k in refused[:8])
+        listing = "; ".join(f"{k}: {changed[k][0]!r} in the run, {changed[k][1]!r} now" for k in refused[:8])
         raise RunDirError(f"{run.path} holds a run with other settings ({listing}). Nothing was changed in it. "
                           f"Fix: to continue that run, use its own settings ({run.config}); to train these "
                           f"settings, pass a new --run-dir. Only cadence keys ({', '.join(FREE_KEYS)}) and a "
