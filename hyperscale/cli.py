@@ -115,9 +115,10 @@ def cmd_config(args) -> int:
 
 
 def cmd_bench(args, rest: list[str]) -> int:
-    from hyperscale.bench.kernels import main as bench_kernels
+    # Each benchmark parses its own arguments (`hyperscale bench train --help`).
+    import importlib
 
-    return {"kernels": bench_kernels}[args.what](rest)
+    return importlib.import_module(f"hyperscale.bench.{args.what}").main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="every config key with its type, default and meaning")
     p.add_argument("key", nargs="?", help="a key or section, e.g. train.lr or adapter (default: all)")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    p.add_argument("what", choices=["kernels"])
+    p.add_argument("what", choices=["kernels", "train", "memory"],
+                   help="kernels: the batched low-rank op; train: end-to-end optimizer steps against peft, the "
+                        "frozen base and the seed loop; memory: bytes per device predicted (and --measure'd)")
     return parser
 
 
