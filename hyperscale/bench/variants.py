@@ -199,20 +199,25 @@ def build_runner(variant: str, cfg, master_backbone, perspectives: int, rank: in
 
 
 def _build_peft(cfg, backbone, rank: int, labels, sizes, device, clock) -> Runner:
+    import re
+
     from peft import LoraConfig, get_peft_model
 
-    from hyperscale.adapters.inject import _n_blocks
+    from hyperscale.adapters.base_layers import layer_dims
+    from hyperscale.adapters.inject import _layer_number, _matches, _n_blocks
     from hyperscale.adapters.kinds import get_kind
 
     a = cfg.adapter
     n_blocks = _n_blocks(backbone.body)
-    layers = None if a.layers is None else sorted({i + n_blocks if i < 0 else i for i in a.layers})
-    regex = [t[3:] for t in a.target_modules if t.startswith("re:")]
-    targets = (r"(?:" + "|".join(regex + [rf".*\.{t}" for t in a.target_modules if not t.startswith("re:")]) + ")"
-               if regex else list(a.target_modules))
+    keep = None if a.layers is None else {i + n_blocks if i < 0 else i for i in a.layers}
+    # Exactly the modules hyperscale's injection wraps (its matching rules), named for peft as one
+    # full-match regex: peft's own layers_to_transform needs a prefix before "layers." that a bare body lacks.
+    names = [name for k, (name, m) in enumerate(backbone.body.named_modules())
+             if layer_dims(m) is not None and any(_matches(name, t) for t in a.target_modules)
+             and (keep is None or _layer_number(name, k) in keep)]
     # Same alpha, so the same scale alpha / r as hyperscale's variants; no dropout, as there.
-    peft_cfg = LoraConfig(r=rank, lora_alpha=a.alpha,
-                          target_modules=targets, layers_to_transform=layers, lora_dropout=0.0, bias="none")
+    peft_cfg = LoraConfig(r=rank, lora_alpha=a.alpha, target_modules="|".join(map(re.escape, names)),
+                          lora_dropout=0.0, bias="none")
     body = get_peft_model(backbone.body, peft_cfg)
     head = get_kind("shared_lora").build_head(cfg, backbone, labels, sizes)
     pooling = cfg.model.pooling if cfg.model.pooling != "auto" else ("first" if backbone.is_encoder else "last")
