@@ -332,10 +332,13 @@ class TritonLowRankUpdate(torch.autograd.Function):
     """out = base_out + scale * B[idx] (A[idx] x) with the kernels above; see module docstring."""
 
     @staticmethod
-    def forward(ctx, base_out, x, A, B, idx, scale: float, deterministic: bool):
+    def forward(ctx, base_out, x, A, B, idx, scale: float, deterministic: bool, tiles=None):
         n_adapters, r, d_in = A.shape
         d_out = B.shape[1]
-        tiles = build_tiles(idx, n_adapters)
+        if tiles is None:
+            tiles = build_tiles(idx, n_adapters)
+        elif tiles["seg_lo"].shape[0] != n_adapters or tiles["order"].shape[0] != x.shape[0]:
+            raise ValueError("the tile table was built for another idx or number of adapters")
         # A[u] is (r, d_in): strides (adapter, j, k) as stored.
         h = shrink(x, A, A.stride(), tiles, r, 1.0)  # (N, r) fp32, sorted
         # B[u] is (d_out, r): strides (adapter, d, j) as stored.
@@ -366,11 +369,14 @@ class TritonLowRankUpdate(torch.autograd.Function):
                 dA = _adapter_grad(dh, x, A, False, tiles, 1.0, deterministic)  # (U, r, d_in)
         if need_b:
             dB = _adapter_grad(h, dy, B, True, tiles, scale, deterministic)  # (U, d_out, r)
-        return (d_out if need_base else None), dx, dA, dB, None, None, None
+        return (d_out if need_base else None), dx, dA, dB, None, None, None, None
 
 
-def triton_lowrank_update(base_out, x, A, B, idx, scale: float, deterministic: bool = False):
-    """The op of the `triton` backend (hyperscale.ops.op_for("triton"))."""
+def triton_lowrank_update(base_out, x, A, B, idx, scale: float, deterministic: bool = False, segments=None):
+    """The op of the `triton` backend (hyperscale.ops.op_for("triton")).
+
+    `segments`: build_tiles(idx, U) computed once for all layers of a forward (optional).
+    """
     if x.shape[0] == 0:
         return base_out.clone()
-    return TritonLowRankUpdate.apply(base_out, x, A, B, idx, float(scale), bool(deterministic))
+    return TritonLowRankUpdate.apply(base_out, x, A, B, idx, float(scale), bool(deterministic), segments)

@@ -11,7 +11,14 @@ carry them, so the model publishes them on one shared `AdapterState` before it
 runs the body, and every wrapped layer reads that state (`LowRankAdapted.forward`,
 the only reader). The state is replaced only by the next forward, so activation
 checkpointing's recomputation, which runs the layer again during backward, sees
-the very same generated tensors. tests/adapters/test_inject.py holds a wrapped
+the very same generated tensors, and the same row grouping: everything a layer
+derives from the state alone (the (N,) row index for its input's lead shape, the
+backend's row grouping of that index) is computed by the first layer that asks
+and cached on the state until the next publish, so one forward plans it once,
+not once per layer (each plan is an argsort, a bincount and a host sync).
+The state also holds the compute dtype, so A and B are cast once at publish
+(before, every layer cast its pair on every call, recomputation included).
+tests/adapters/test_inject.py holds a wrapped
 layer equal to base + the hand-computed update, and the gradients equal with and
 without checkpointing.
 """
@@ -19,6 +26,7 @@ without checkpointing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +34,7 @@ from torch import nn
 
 from hyperscale.adapters.base_layers import layer_dims
 from hyperscale.errors import ConfigError
-from hyperscale.ops import op_for
+from hyperscale.ops import op_for, planner_for
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,13 @@ class AdapterState:
     weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # name -> (A (U,r,d_in), B (U,d_out,r))
     seq_index: torch.Tensor | None = None  # (B,) condition index of each sequence
     enabled: bool = True
+    plan: Callable | None = None  # the backend's planner (ops.planner_for): (idx, U) -> row grouping
+    compute_dtype: torch.dtype | None = None  # A and B are published in it (None: as generated)
     _row_cache: dict = field(default_factory=dict)
 
     def publish(self, weights, seq_index):
+        if self.compute_dtype is not None:
+            weights = {name: (A.to(self.compute_dtype), B.to(self.compute_dtype)) for name, (A, B) in weights.items()}
         self.weights, self.seq_index, self._row_cache = weights, seq_index, {}
 
     def row_index(self, lead_shape: torch.Size) -> torch.Tensor:
@@ -62,6 +74,16 @@ class AdapterState:
             idx = per_seq.repeat_interleave(rows_per_seq).contiguous()
             self._row_cache[key] = idx
         return idx
+
+    def segments(self, lead_shape: torch.Size, n_adapters: int):
+        """The backend's row grouping of row_index(lead_shape) into n_adapters, planned once per forward."""
+        if self.plan is None:
+            return None
+        key = (tuple(lead_shape), n_adapters)
+        seg = self._row_cache.get(key)
+        if seg is None:
+            seg = self._row_cache[key] = self.plan(self.row_index(lead_shape), n_adapters)
+        return seg
 
 
 class LowRankAdapted(nn.Module):
@@ -85,13 +107,15 @@ class LowRankAdapted(nn.Module):
         weights = state.weights.get(self.spec.name) if state.enabled else None
         if weights is None:
             return y
-        A, B = weights  # (U, r, d_in), (U, d_out, r)
+        A, B = weights  # (U, r, d_in), (U, d_out, r), published in the compute dtype (no-op casts then)
+        lead = x.shape[:-1]
         out = self._op(
             y.reshape(-1, self.spec.d_out),
             x.reshape(-1, self.spec.d_in).to(y.dtype),
             A.to(y.dtype), B.to(y.dtype),
-            state.row_index(x.shape[:-1]), self.scale,  # (N,) condition of each flattened row
+            state.row_index(lead), self.scale,  # (N,) condition of each flattened row
             deterministic=self.deterministic,
+            segments=state.segments(lead, A.shape[0]),  # shared by every layer of this forward
         )
         return out.view(y.shape)
 
@@ -126,7 +150,7 @@ def inject_adapters(body: nn.Module, target_modules: list[str], scale: float, ba
             raise ConfigError("adapter.layers", f"{bad} is outside this model's {n} blocks.",
                               f"use indices in 0..{n - 1}, or negative ones counting from the top.")
         keep = {i + n if i < 0 else i for i in layers}
-    state = AdapterState()
+    state = AdapterState(plan=planner_for(backend))
     specs: list[ModuleSpec] = []
     found = []
     for name, module in list(body.named_modules()):

@@ -14,7 +14,7 @@ import platform
 
 import torch
 
-from hyperscale.ops.reference import torch_lowrank_update
+from hyperscale.ops.reference import plan_segments, torch_lowrank_update
 
 BACKENDS = ("auto", "torch", "triton")
 LIBRARIES = ("torch", "triton", "transformers", "bitsandbytes", "deepspeed", "ray", "peft")
@@ -36,7 +36,11 @@ def resolve_backend(requested: str, device: torch.device | str) -> str:
 
 
 def op_for(backend: str):
-    """The op function of a resolved backend: f(base_out, x, A, B, idx, scale, deterministic)."""
+    """The op function of a resolved backend: f(base_out, x, A, B, idx, scale, deterministic, segments=None).
+
+    `segments`: what `planner_for(backend)(idx, U)` returned for this idx, so that all
+    layers of one forward share one row grouping; None: the op plans it itself.
+    """
     if backend == "triton":
         from hyperscale.kernels.lowrank import triton_lowrank_update
 
@@ -46,18 +50,37 @@ def op_for(backend: str):
     raise ValueError(f"{backend!r} is not a resolved backend (torch or triton)")
 
 
-def _torch_op(base_out, x, A, B, idx, scale: float, deterministic: bool = False):
-    return torch_lowrank_update(base_out, x, A, B, idx, scale)  # always deterministic
+def planner_for(backend: str):
+    """f(idx (N,), n_adapters) -> the backend's row grouping (torch: Segments; triton: its tile table).
+
+    It depends only on idx and U, which every wrapped layer of one forward shares, so
+    the model plans it once per forward (adapters/inject.py::AdapterState) instead of
+    once per layer (an argsort, a bincount and, for torch, a host sync each).
+    """
+    if backend == "triton":
+        from hyperscale.kernels.lowrank import build_tiles
+
+        return build_tiles
+    if backend == "torch":
+        return plan_segments
+    raise ValueError(f"{backend!r} is not a resolved backend (torch or triton)")
 
 
-def lowrank_update(base_out, x, A, B, idx, scale: float, backend: str = "auto", deterministic: bool = False):
+def _torch_op(base_out, x, A, B, idx, scale: float, deterministic: bool = False, segments=None):
+    return torch_lowrank_update(base_out, x, A, B, idx, scale, segments)  # always deterministic
+
+
+def lowrank_update(base_out, x, A, B, idx, scale: float, backend: str = "auto", deterministic: bool = False,
+                   segments=None):
     """out = base_out + scale * B[idx] (A[idx] x), row by row (contract: ops/reference.py).
 
     For direct use; a built model resolves its backend once and calls `op_for(...)`.
     `deterministic` asks the Triton backward for a fixed reduction order (the torch
-    reference is always deterministic).
+    reference is always deterministic). `segments` (optional): `planner_for(backend)(idx,
+    A.shape[0])`, to reuse one row grouping across calls that share idx.
     """
-    return op_for(resolve_backend(backend, x.device))(base_out, x, A, B, idx, scale, deterministic=deterministic)
+    return op_for(resolve_backend(backend, x.device))(base_out, x, A, B, idx, scale, deterministic=deterministic,
+                                                      segments=segments)
 
 
 def library_versions() -> dict[str, str | None]:

@@ -16,8 +16,9 @@ The gradients the training step needs are dx, dA[u], dB[u] for every unique u
 (A and B are *generated*, so unlike multi-LoRA serving there is no fixed adapter
 set to accumulate into) and d base_out = dy.
 
-Backends share this contract: `torch` (this file: sort rows by condition, one
-pair of matmuls per unique condition, an explicit backward) and `triton`
+Backends share this contract: `torch` (this file: rows grouped by condition
+into a (U, M) grid and two batched matmuls, or a loop over conditions when the
+segments are very unequal; an explicit backward) and `triton`
 (hyperscale.kernels.lowrank, fused shrink/expand kernels for CUDA), tested
 against this one and against `lowrank_update_rowloop` in float64. Which backend
 a model uses is decided once, when it is built (ops/backend.py).
@@ -25,29 +26,113 @@ a model uses is decided once, when it is built (ops/backend.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
-def _segments(idx: torch.Tensor, n_adapters: int) -> tuple[torch.Tensor, list[int]]:
-    """Row order that groups rows by condition, and each condition's row count."""
+@dataclass(frozen=True)
+class Segments:
+    """How the rows of one forward group by condition; computed once, shared by every wrapped layer.
+
+    Rows sorted by condition are laid out in a (U, M) grid, M = the largest
+    condition's row count: condition u's rows fill the first counts[u] slots of
+    row u of the grid, the rest is padding. With segments of similar size (the
+    usual case: conditions are per sequence, so every segment is a multiple of
+    the sequence length) the grid is dense and the op is two `bmm`s forward and
+    four backward, whatever U. With very unequal segments the grid would be mostly
+    padding, so the op loops over conditions instead (`batched` False).
+    Measured on the tiny fp32 Llama, 16 rows x 16 annotators, 1 thread: the
+    per-condition loop (6 small matmuls per condition per layer, each a Python
+    call) made hyper_lora's step 1.47x shared_lora's (notes of issue 12).
+    """
+
+    n_rows: int
+    n_adapters: int
+    counts: list[int]  # U ints: rows of each condition
+    order: torch.Tensor | None  # (N,) row order that groups rows by condition; None: already grouped (U == 1)
+    width: int  # M, slots per condition in the grid
+    gather: torch.Tensor | None  # (U*M,) row behind each slot (padding: row 0); None: the identity
+    slot: torch.Tensor | None  # (N,) slot of each row (the inverse of gather); None: the identity
+    padding: torch.Tensor | None  # (U, M, 1) bool, True on padding slots; None: no padding
+    batched: bool  # grid path (bmm) or loop over conditions
+
+    def check(self, n_rows: int, n_adapters: int) -> None:
+        if (n_rows, n_adapters) != (self.n_rows, self.n_adapters):
+            raise ValueError(f"segments were planned for {self.n_rows} rows and {self.n_adapters} adapters, "
+                             f"the op got {n_rows} and {n_adapters}: plan them from this call's idx and A")
+
+
+# A grid with more than this many slots per real row runs the loop instead.
+MAX_PADDING = 2.0
+
+
+def plan_segments(idx: torch.Tensor, n_adapters: int) -> Segments:
+    """The grouping of rows `idx` (N,) into `n_adapters` conditions (one host sync: the counts)."""
+    n_rows = idx.shape[0]
+    if n_adapters == 1:
+        return Segments(n_rows, 1, [n_rows], None, n_rows, None, None, None, True)
     order = torch.argsort(idx, stable=True)  # (N,)
-    counts = torch.bincount(idx, minlength=n_adapters).tolist()  # U ints; one host sync
-    return order, counts
+    counts_t = torch.bincount(idx, minlength=n_adapters)  # (U,)
+    counts = counts_t.tolist()  # U ints; the one host sync per forward
+    if len(counts) > n_adapters:
+        raise ValueError(f"idx holds a condition >= {n_adapters}, the number of adapters")
+    width = max(counts) if counts else 0
+    if n_rows == 0 or n_adapters * width > MAX_PADDING * n_rows:
+        return Segments(n_rows, n_adapters, counts, order, width, None, None, None, False)
+    positions = torch.arange(n_rows, device=idx.device)
+    if n_adapters * width == n_rows:  # every condition has M rows: the grid is the sorted rows
+        slot = torch.empty_like(order)
+        slot[order] = positions
+        return Segments(n_rows, n_adapters, counts, order, width, order, slot, None, True)
+    sorted_idx = idx.index_select(0, order)  # (N,)
+    start = counts_t.cumsum(0) - counts_t  # (U,) first sorted row of each condition
+    rank = positions - start.index_select(0, sorted_idx)  # (N,) position of each sorted row in its segment
+    slot = torch.empty_like(order)
+    slot[order] = sorted_idx * width + rank  # (N,) slot of each (unsorted) row
+    gather = torch.zeros(n_adapters * width, dtype=torch.long, device=idx.device)
+    gather[slot] = positions
+    padding = torch.ones(n_adapters * width, dtype=torch.bool, device=idx.device)
+    padding[slot] = False
+    return Segments(n_rows, n_adapters, counts, order, width, gather, slot, padding.view(n_adapters, width, 1), True)
+
+
+def _grid(t: torch.Tensor, seg: Segments) -> torch.Tensor:
+    """(N, D) rows -> (U, M, D) grid (padding slots hold row 0; they are masked where it matters)."""
+    rows = t if seg.gather is None else t.index_select(0, seg.gather)
+    return rows.reshape(seg.n_adapters, seg.width, t.shape[1])
+
+
+def _rows(grid: torch.Tensor, seg: Segments) -> torch.Tensor:
+    """(U, M, D) grid -> (N, D) rows in their original order (padding slots dropped)."""
+    flat = grid.reshape(-1, grid.shape[-1])
+    return flat if seg.slot is None else flat.index_select(0, seg.slot)
 
 
 class LowRankUpdate(torch.autograd.Function):
-    """Torch reference: rows sorted into per-condition segments, two matmuls each.
+    """Torch reference: rows grouped by condition (Segments), then per-condition matmuls.
 
     Matmuls run in the input dtype (fp32 accumulation inside the BLAS); the
     Triton kernels are tested against this function and against a float64
-    per-row loop.
+    per-row loop. `segments`: a plan_segments(idx, U) result to reuse (a model
+    plans once per forward for all its layers); None plans here.
     """
 
     @staticmethod
-    def forward(ctx, base_out, x, A, B, idx, scale: float):
-        n_adapters = A.shape[0]
-        order, counts = _segments(idx, n_adapters)
-        x_sorted = x.index_select(0, order)  # (N, d_in)
+    def forward(ctx, base_out, x, A, B, idx, scale: float, segments: Segments | None = None):
+        seg = segments if segments is not None else plan_segments(idx, A.shape[0])
+        seg.check(x.shape[0], A.shape[0])
+        ctx.seg, ctx.scale = seg, scale
+        if seg.batched:
+            # Padding slots compute h and y from row 0 and are never read back (_rows);
+            # backward zeroes their dy, so they add nothing to dA, dB or dx.
+            x_grid = _grid(x, seg)  # (U, M, d_in)
+            h = torch.bmm(x_grid, A.transpose(1, 2))  # (U, M, r)
+            y = _rows(torch.bmm(h, B.transpose(1, 2)), seg)  # (N, d_out)
+            ctx.save_for_backward(x_grid, A, B, h)
+            return torch.add(base_out, y.to(base_out.dtype), alpha=scale)
+        counts = seg.counts
+        x_sorted = x.index_select(0, seg.order)  # (N, d_in)
         h_parts, y_parts = [], []
         for u, x_u in enumerate(x_sorted.split(counts)):
             if x_u.shape[0] == 0:
@@ -57,43 +142,69 @@ class LowRankUpdate(torch.autograd.Function):
             y_parts.append(h_u @ B[u].t())  # (n_u, d_out)
         out = base_out.clone()
         if y_parts:
-            out.index_add_(0, order, torch.cat(y_parts).to(out.dtype), alpha=scale)
+            out.index_add_(0, seg.order, torch.cat(y_parts).to(out.dtype), alpha=scale)
         h_sorted = torch.cat(h_parts) if h_parts else x.new_zeros(0, A.shape[1])
-        ctx.save_for_backward(x_sorted, A, B, order, h_sorted)
-        ctx.counts, ctx.scale = counts, scale
+        ctx.save_for_backward(x_sorted, A, B, h_sorted)
         return out
 
     @staticmethod
     def backward(ctx, d_out):
-        x_sorted, A, B, order, h_sorted = ctx.saved_tensors
-        counts, scale = ctx.counts, ctx.scale
-        d_out_sorted = d_out.index_select(0, order).to(x_sorted.dtype)  # (N, d_out)
-        dA = torch.zeros_like(A) if ctx.needs_input_grad[2] else None
-        dB = torch.zeros_like(B) if ctx.needs_input_grad[3] else None
-        dx_parts = []
-        bounds = torch.tensor([0] + counts).cumsum(0).tolist()
-        for u in range(len(counts)):
-            lo, hi = bounds[u], bounds[u + 1]
-            if lo == hi:
-                continue
-            dy_u, x_u, h_u = d_out_sorted[lo:hi], x_sorted[lo:hi], h_sorted[lo:hi]
-            dh_u = (dy_u @ B[u]) * scale  # (n_u, r)
-            if dB is not None:
-                dB[u] = (dy_u.t() @ h_u) * scale  # (d_out, r)
-            if dA is not None:
-                dA[u] = dh_u.t() @ x_u  # (r, d_in)
-            dx_parts.append(dh_u @ A[u])  # (n_u, d_in)
-        dx = None
-        if ctx.needs_input_grad[1]:
-            dx = torch.zeros_like(x_sorted)
-            if dx_parts:
-                dx.index_copy_(0, order, torch.cat(dx_parts))
-        d_base = d_out if ctx.needs_input_grad[0] else None
-        return d_base, dx, dA, dB, None, None
+        x_saved, A, B, h_saved = ctx.saved_tensors
+        seg, scale = ctx.seg, ctx.scale
+        need_base, need_x, need_a, need_b = ctx.needs_input_grad[:4]
+        if seg.batched:
+            dx, dA, dB = _backward_grid(d_out, x_saved, A, B, h_saved, seg, scale, need_x, need_a, need_b)
+        else:
+            dx, dA, dB = _backward_loop(d_out, x_saved, A, B, h_saved, seg, scale, need_x, need_a, need_b)
+        return (d_out if need_base else None), dx, dA, dB, None, None, None
 
 
-def torch_lowrank_update(base_out, x, A, B, idx, scale: float):
-    return LowRankUpdate.apply(base_out, x, A, B, idx, scale)
+def _backward_grid(d_out, x_grid, A, B, h, seg: Segments, scale: float, need_x, need_a, need_b):
+    dy = _grid(d_out.to(x_grid.dtype), seg)  # (U, M, d_out)
+    if seg.padding is not None:
+        dy = dy.masked_fill(seg.padding, 0)  # padding slots: no gradient anywhere
+    dA = dB = dx = None
+    if need_b:
+        dB = torch.bmm(dy.transpose(1, 2), h) * scale  # (U, d_out, r)
+    if need_a or need_x:
+        dh = torch.bmm(dy, B) * scale  # (U, M, r)
+        if need_a:
+            dA = torch.bmm(dh.transpose(1, 2), x_grid)  # (U, r, d_in)
+        if need_x:
+            dx = _rows(torch.bmm(dh, A), seg)  # (N, d_in)
+    return dx, dA, dB
+
+
+def _backward_loop(d_out, x_sorted, A, B, h_sorted, seg: Segments, scale: float, need_x, need_a, need_b):
+    counts = seg.counts
+    d_out_sorted = d_out.index_select(0, seg.order).to(x_sorted.dtype)  # (N, d_out)
+    dA = torch.zeros_like(A) if need_a else None
+    dB = torch.zeros_like(B) if need_b else None
+    dx_parts = []
+    lo = 0
+    for u, n_u in enumerate(counts):
+        hi = lo + n_u
+        if lo == hi:
+            continue
+        dy_u, x_u, h_u = d_out_sorted[lo:hi], x_sorted[lo:hi], h_sorted[lo:hi]
+        dh_u = (dy_u @ B[u]) * scale  # (n_u, r)
+        if dB is not None:
+            dB[u] = (dy_u.t() @ h_u) * scale  # (d_out, r)
+        if dA is not None:
+            dA[u] = dh_u.t() @ x_u  # (r, d_in)
+        dx_parts.append(dh_u @ A[u])  # (n_u, d_in)
+        lo = hi
+    dx = None
+    if need_x:
+        dx = torch.zeros_like(x_sorted)
+        if dx_parts:
+            dx.index_copy_(0, seg.order, torch.cat(dx_parts))
+    return dx, dA, dB
+
+
+def torch_lowrank_update(base_out, x, A, B, idx, scale: float, segments: Segments | None = None):
+    """The torch backend's op; `segments` (optional): plan_segments(idx, A.shape[0]), reused across layers."""
+    return LowRankUpdate.apply(base_out, x, A, B, idx, scale, segments)
 
 
 def lowrank_update_rowloop(base_out, x, A, B, idx, scale: float):
