@@ -31,6 +31,7 @@ class PerspectivistModel(nn.Module):
         self.state, self.pooling, self.uses_instance = state, pooling, uses_instance
         self.backbone_params = backbone.n_params
         self.runtime = runtime  # resolved kernel backend, device, dtype, library versions
+        self.flops_per_token: int | None = None  # training FLOPs per token (training_flops_per_token), set by build_model
 
     def encode_instance(self, batch: dict) -> torch.Tensor:
         """(B, H) mean-pooled encoding of each input by the frozen body, adapters off."""
@@ -58,19 +59,22 @@ class PerspectivistModel(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def param_groups(self, lr: float, annotator_lr_scale: float) -> list[dict]:
+    def param_groups(self, lr: float, annotator_lr_scale: float, lazy_tables: bool = False) -> list[dict]:
         """Optimizer groups: the per-annotator tables at lr * annotator_lr_scale, the rest at lr.
 
         Each annotator's row gets a gradient only from that annotator's rows (1/n of a
         batch), so it moves about n times slower than the shared weights at the same lr.
+        `lazy_tables`: mark the tables' group for row-wise lazy updates (training/optim.py).
         """
+        from hyperscale.training.optim import LAZY
+
         table_ids = {id(getattr(m, a)) for m, a in self.annotator_tables()}
         trainable = self.trainable_parameters()
         tables = [p for p in trainable if id(p) in table_ids]
         rest = [p for p in trainable if id(p) not in table_ids]
         groups = [{"params": rest, "lr": lr}]
         if tables:
-            groups.append({"params": tables, "lr": lr * annotator_lr_scale})
+            groups.append({"params": tables, "lr": lr * annotator_lr_scale, **({LAZY: True} if lazy_tables else {})})
         return groups
 
     def n_trainable(self) -> int:
@@ -113,6 +117,7 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     kind, a = get_kind(cfg.adapter.kind), cfg.adapter
     backend = resolve_backend(a.kernel, device)
     state, specs = inject_adapters(backbone.body, a.target_modules, a.scale, backend, a.deterministic, a.layers)
+    state.compute_dtype = getattr(torch, backbone.dtype_choice.dtype)  # the body's dtype: A, B cast once per forward
     if cfg.model.gradient_checkpointing:
         # Non-reentrant: recomputation reads A and B from the AdapterState, which the
         # next forward alone replaces, and gradients reach the hypernetwork once.
@@ -125,4 +130,30 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     uses_instance = kind.takes_conditions and "instance" in a.conditions
     runtime = runtime_info(backend, device, backbone.dtype_choice.dtype)
     runtime["compute_dtype_reason"] = backbone.dtype_choice.reason
-    return PerspectivistModel(backbone, lora, head, state, pooling, uses_instance, runtime)
+    model = PerspectivistModel(backbone, lora, head, state, pooling, uses_instance, runtime)
+    model.flops_per_token = training_flops_per_token(backbone, specs, a.rank, uses_instance)
+    return model
+
+
+def training_flops_per_token(backbone, specs, rank: int, uses_instance: bool) -> int:
+    """Model FLOPs of one training token (the numerator of MFU), counted explicitly:
+
+        (4 + 2 * instance) * N_frozen  +  6 * N_lora
+
+    N_frozen: the backbone's parameters without its input embedding (a lookup, no
+    FLOPs); each costs 2 FLOPs per token forward (multiply + add) and 2 backward for
+    the gradient of its input, but none for its own gradient, since it is frozen
+    (a fully trained model's 6N would overcount by a third). instance: Hyperdecoders
+    conditions run one more forward (no grad) to encode the input. N_lora: the rank-r
+    update's parameters per token, sum of r * (d_in + d_out) over adapted modules, at
+    6 FLOPs each (forward, input gradient, weight gradient). Left out: attention's
+    score and value products (4 * layers * T * hidden per token forward, small while
+    T << 6 * hidden), the hypernetwork (per unique condition, not per token), the
+    head, and gradient checkpointing's recomputation (MFU counts model FLOPs, not
+    the hardware's).
+    """
+    from hyperscale.adapters.lora import lora_param_count
+
+    embed = backbone.body.get_input_embeddings()
+    n_frozen = backbone.n_params - (embed.weight.numel() if embed is not None else 0)
+    return (4 + 2 * int(uses_instance)) * n_frozen + 6 * lora_param_count(specs, rank)

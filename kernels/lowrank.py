@@ -248,7 +248,7 @@ def build_tiles(idx: torch.Tensor, n_adapters: int, block_n: int = BLOCK_N) -> d
     u_c = u.clamp(max=n_adapters - 1)
     tile_lo = seg_lo[u_c] + (t - tile_first[u_c]) * block_n
     tile_hi = torch.minimum(tile_lo + block_n, seg_hi[u_c])
-    as_i32 = lambda v: v.to(torch.int32).contiguous()  # noqa: E731
+    as_i32 = lambda v: v.to(torch.int32).contiguous()
     return {
         "order": order,
         "seg_lo": as_i32(seg_lo),
@@ -333,7 +333,7 @@ class TritonLowRankUpdate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, base_out, x, A, B, idx, scale: float, deterministic: bool, tiles=None):
-        n_adapters, r, d_in = A.shape
+        n_adapters, r = A.shape[:2]
         d_out = B.shape[1]
         if tiles is None:
             tiles = build_tiles(idx, n_adapters)

@@ -162,7 +162,7 @@ def inject_adapters(body: nn.Module, target_modules: list[str], scale: float, ba
             raise ConfigError("adapter.target_modules", f"'{name}' ({type(module).__name__}) is not a layer type "
                               "hyperscale can adapt (Linear, bitsandbytes 4-bit / 8-bit, Conv1D).",
                               "target its projections instead, or add its type to adapters/base_layers.py.")
-        kind = pattern[3:] if pattern.startswith("re:") else pattern
+        kind = pattern.removeprefix("re:")
         spec = ModuleSpec(name=name, kind=kind, layer=_layer_number(name, len(found)), d_in=dims[0], d_out=dims[1])
         if keep is None or spec.layer in keep:
             found.append((name, module, spec))

@@ -200,6 +200,14 @@ class TrainConfig:
     about n_annotators times slower than the shared weights."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    table_optimizer: Literal["lazy", "dense"] = "lazy"
+    """How AdamW updates the per-annotator tables. `lazy`: only the entries the step's batch
+    touched (non-zero gradient) move, with their own step counts (lazy Adam, as TF's LazyAdam
+    and torch's SparseAdam); the optimizer's cost then does not grow with the number of
+    annotators, an annotator absent from a batch is left exactly as it was (no weight decay,
+    no momentum drift), and when every row is touched every step it equals dense AdamW bit for
+    bit. `dense`: plain AdamW over every entry, every step. Optimizer offload
+    (DeepSpeedCPUAdam) always runs dense, and says so in the run's start record."""
     warmup_steps: int = 0
     """Linear warm-up steps before the schedule."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import torch
@@ -75,17 +76,35 @@ class SkippableAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
+def table_optimizer(cfg: RunConfig) -> tuple[str, str]:
+    """(`lazy` or `dense`, why) for the per-annotator tables' parameter group (training/optim.py)."""
+    if cfg.train.table_optimizer == "dense":
+        return "dense", "train.table_optimizer=dense"
+    if cfg.distributed.offload_optimizer:
+        return "dense", ("distributed.offload_optimizer runs DeepSpeedCPUAdam, which has no lazy row updates; "
+                         "set train.table_optimizer=dense to silence this, or turn offload off for lazy updates")
+    return "lazy", "train.table_optimizer=lazy: only the table entries a step touched are updated"
+
+
 def build_engine(model, cfg: RunConfig):
     """(engine, optimizer, scheduler) for a PerspectivistModel; the engine owns the step."""
     import deepspeed  # heavy and platform-specific: only inside the worker
 
     if not cfg.distributed.use_gpu:
         skip_shm_comm_build()
-    params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale)
+    mode, reason = table_optimizer(cfg)
+    model.runtime["table_optimizer"] = {"mode": mode, "reason": reason}  # in the start record and eval.json
+    if mode != cfg.train.table_optimizer:
+        sys.stderr.write(f"hyperscale: per-annotator tables use {mode} AdamW: {reason}\n")
+    params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale, lazy_tables=mode == "lazy")
     if cfg.distributed.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         optimizer = DeepSpeedCPUAdam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    elif mode == "lazy":
+        from hyperscale.training.optim import LazyTableAdamW
+
+        optimizer = LazyTableAdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     else:
         adamw = SkippableAdamW if cfg.distributed.zero_stage == 0 else torch.optim.AdamW
         optimizer = adamw(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -96,7 +115,12 @@ def build_engine(model, cfg: RunConfig):
         zero3.register_trainable_as_external(model)
         if not cfg.distributed.use_gpu:
             zero3.patch_cpu_zero_grad()
+    ds_config = deepspeed_config(cfg)
+    if mode == "lazy" and cfg.distributed.zero_stage > 0:
+        # ZeRO steps our AdamW subclass on its flat fp32 partitions (optim.py handles them);
+        # DeepSpeed accepts optimizers outside its own list only when told.
+        ds_config["zero_allow_untested_optimizer"] = True
     engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg),
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
         dist_init_required=False)
     return engine, optimizer, scheduler

@@ -5,7 +5,9 @@ contract), one wandb log call (rank 0 only; offline unless a key is set, so a
 run never blocks on the network), and one printed line, which is what
 `ray job logs -f` shows:
 
-    step 20/300 | loss 0.6123 | lr 9.9e-04 | 310.2 samples/s (155.1/worker) | 3180 tokens/s (1590/worker) | 2 workers
+    step 20/300 | loss 0.6123 | lr 9.9e-04 | 310.2 samples/s (155.1/worker) | 3180 tokens/s (1590/worker) | 0.0021 TFLOP/s | 2 workers
+
+(with `(MFU x%)` after the FLOP/s on a GPU whose peak is known, training/meter.py).
 
 A live progress bar is drawn only on a terminal: in a log file (ray job logs, CI)
 its redraws are noise, and the per-log-step line already shows progress.
@@ -97,5 +99,13 @@ def throughput_line(r: dict, max_steps: int) -> str:
     skipped = f" | {r['skipped_steps']} skipped (non-finite)" if r.get("skipped_steps") else ""
     return (f"step {r['step']}/{max_steps} | loss {loss} | lr {r['lr']:.2e} | "
             f"{r['samples_per_s']:.1f} samples/s ({r['samples_per_s_per_worker']:.1f}/worker) | "
-            f"{r['tokens_per_s']:.0f} tokens/s ({r['tokens_per_s_per_worker']:.0f}/worker) | {workers} workers"
+            f"{r['tokens_per_s']:.0f} tokens/s ({r['tokens_per_s_per_worker']:.0f}/worker){_flops(r)} | {workers} workers"
             f"{skipped}")
+
+
+def _flops(r: dict) -> str:
+    """` | 1.2 TFLOP/s (MFU 31.0%)`: achieved model FLOP/s, all workers; MFU where the peak is known."""
+    if not r.get("achieved_flops_per_s"):
+        return ""
+    mfu = f" (MFU {100 * r['mfu']:.1f}%)" if r.get("mfu") is not None else ""
+    return f" | {r['achieved_flops_per_s'] / 1e12:.3g} TFLOP/s{mfu}"

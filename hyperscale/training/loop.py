@@ -28,7 +28,7 @@ from hyperscale.training.checkpoint import Checkpointer, gathered_trainable_stat
 from hyperscale.training.distributed import setup_distributed
 from hyperscale.training.engine import build_engine
 from hyperscale.training.logger import RunLog
-from hyperscale.training.meter import StepMeter
+from hyperscale.training.meter import StepMeter, peak_flops
 from hyperscale.training.nonfinite import NonFiniteGuard
 from hyperscale.training.prepare import prepare
 
@@ -49,7 +49,7 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     sampler = EpochSampler(len(p.train_rows), t.micro_batch_size, t.seed, ctx.rank, ctx.world_size)
     checkpoints = Checkpointer(run, cfg, p.vocab, p.labels, ctx, store)
     start_step, window = checkpoints.resume(p.resume_from, engine, sampler)
-    meter = StepMeter(t, ctx.world_size, window)
+    meter = StepMeter(t, ctx.world_size, window, p.model.flops_per_token, peak_flops(p.model.runtime))
     guard = NonFiniteGuard(cfg, ctx.world_size, p.model.trainable_parameters())
     log = RunLog(cfg, run.path, ctx.is_main, resumed_step=start_step)
     log.write({"step": start_step, "split": "resume", "checkpoint": p.resume_from.name, "runtime": p.model.runtime}

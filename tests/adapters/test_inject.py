@@ -75,3 +75,19 @@ def test_adapter_layers_selects_blocks():
 
     with pytest.raises(ConfigError, match="adapter.layers"):
         seeded_model(tiny_config("adapter.layers=[7]"))
+
+
+def test_row_grouping_is_planned_once_per_forward_and_shared(monkeypatch):
+    """Every wrapped layer of one forward reuses one plan (per input lead shape); the next forward replans."""
+    model = seeded_model(tiny_config())
+    randomise_b(model)
+    calls = []
+    plan = model.state.plan
+    model.state.plan = lambda idx, n: calls.append(tuple(idx.shape)) or plan(idx, n)
+    batch = make_batch(n=6, seq=9, n_annotators=4)
+    out = model(batch)
+    out["loss"].backward()
+    n_layers = len([m for m in model.body.modules() if isinstance(m, LowRankAdapted)])
+    assert n_layers == 4 and calls == [(6 * 9,)]
+    model(make_batch(n=6, seq=7, n_annotators=4))
+    assert calls == [(6 * 9,), (6 * 7,)]

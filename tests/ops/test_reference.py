@@ -80,3 +80,29 @@ def test_kernels_folder_is_not_the_pypi_kernels_package():
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "absent"
+
+
+@pytest.mark.parametrize("counts", [[5, 5, 5], [1, 4, 2, 0], [9, 1, 1, 1, 1], [7]])
+def test_grid_and_loop_paths_match_rowloop(counts, monkeypatch):
+    """Both ways the torch op groups rows (a (U, M) grid, or a loop when the grid would be mostly padding)
+    hold the float64 contract, and a plan made once is reused as is."""
+    from hyperscale.ops import reference
+
+    g = torch.Generator().manual_seed(5)
+    idx = torch.cat([torch.full((c,), u) for u, c in enumerate(counts)])[torch.randperm(sum(counts), generator=g)]
+    U, N = len(counts), sum(counts)
+    base, x, A, B, _ = _inputs(N, 6, 5, 2, U, torch.float64)
+    ref_inputs = [t.detach().clone().requires_grad_(True) for t in (base, x, A, B)]
+    ref = lowrank_update_rowloop(*ref_inputs, idx, 0.5)
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    want = torch.autograd.grad(ref, ref_inputs, dy)
+    for padding in (1e9, 0.0):  # grid whenever possible; loop always (except U == 1)
+        monkeypatch.setattr(reference, "MAX_PADDING", padding)
+        seg = reference.plan_segments(idx, U)
+        assert seg.batched == (padding > 1 or U == 1)
+        out = torch_lowrank_update(base, x, A, B, idx, 0.5, seg)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        for got, w in zip(torch.autograd.grad(out, (base, x, A, B), dy), want):
+            torch.testing.assert_close(got, w, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="planned for"):
+        torch_lowrank_update(base[:-1], x[:-1], A, B, idx[:-1], 0.5, seg)

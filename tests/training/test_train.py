@@ -75,6 +75,9 @@ def test_metrics_log_has_throughput_and_lr(tmp_path):
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["runtime"] == first["runtime"]
     for r in log:
         assert r["samples_per_s"] > 0 and r["tokens_per_s"] > r["samples_per_s"] and np.isfinite(r["loss"])
+        # achieved FLOP/s = tokens/s x the model's training FLOPs per token; no MFU on a CPU (no peak known)
+        assert r["model_flops_per_token"] > 0 and "mfu" not in r
+        assert r["achieved_flops_per_s"] == pytest.approx(r["tokens_per_s"] * r["model_flops_per_token"])
     assert log[0]["lr"] > log[-1]["lr"]  # cosine decay after warm-up
 
 
