@@ -20,6 +20,7 @@ def check_run(cfg) -> None:
 
     kind = get_kind(cfg.adapter.kind)  # unknown kind: a ConfigError naming the registered ones
     _check_condition_columns(cfg)
+    _check_validation_split(cfg)
     kind.validate(cfg)
     _check_kernel(cfg)
     _check_zero3(cfg)
@@ -35,6 +36,12 @@ def _check_condition_columns(cfg) -> None:
     if "language" in a.conditions and not (d.language_column or (synthetic and d.synthetic.n_languages > 0)):
         raise ConfigError("adapter.conditions", "conditions on 'language' but the data has no language column.",
                           "set data.language_column (or data.synthetic.n_languages > 0).")
+
+
+def _check_validation_split(cfg) -> None:
+    if cfg.eval.split == "validation" and cfg.data.validation_fraction <= 0:
+        raise ConfigError("eval.split", "is 'validation' but data.validation_fraction is 0: there is no validation "
+                          "split to score.", "set data.validation_fraction (e.g. 0.2), or eval.split=eval.")
 
 
 def _check_kernel(cfg) -> None:

@@ -256,8 +256,14 @@ class EvalConfig:
     """Rows per evaluation forward."""
     max_examples: int | None = None
     """Cap the eval rows (a deterministic subset) for quick runs; unset scores every row."""
+    split: Literal["eval", "validation"] = "eval"
+    """Which split the run scores: `eval` (the held-out eval/test split, for reporting) or
+    `validation` (carved from the train items by data.validation_fraction, for choosing
+    settings; the eval split is then never scored). eval.json's `scored_split` says which."""
 
     def __post_init__(self):
+        if self.split not in ("eval", "validation"):
+            raise ConfigError("eval.split", f"is {self.split!r}, must be 'eval' or 'validation'.")
         if self.min_items_per_annotator < 1:
             raise ConfigError("eval.min_items_per_annotator", "must be >= 1.")
         if self.batch_size < 1:

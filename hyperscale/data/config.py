@@ -108,6 +108,11 @@ class DataConfig:
     When given, any other value is a malformed row (`unknown_label`)."""
     eval_fraction: float = 0.2
     """Fraction of items held out for eval when there are no eval files (split by item)."""
+    validation_fraction: float = 0.0
+    """Fraction of the TRAIN items held out as a validation split (by item, after the eval
+    split is set aside, so no validation item is an eval item), for choosing settings
+    (`hyperscale tune`) without looking at the eval split; `eval.split: validation` scores
+    it. 0 keeps every train item for training (no validation split)."""
     split_seed: int = 0
     """Seed of the item split and of the max_items subsample."""
     max_bad_fraction: float = 0.01
@@ -158,6 +163,9 @@ class DataConfig:
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("data.eval_fraction", f"is {self.eval_fraction}, must be in (0, 1).",
                               "use e.g. 0.2, or give data.eval_files.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError("data.validation_fraction", f"is {self.validation_fraction}, must be in [0, 1).",
+                              "use e.g. 0.2 to hold out a fifth of the train items, or 0 for none.")
         if not 0.0 <= self.max_bad_fraction < 1.0:
             raise ConfigError("data.max_bad_fraction", f"is {self.max_bad_fraction}, must be in [0, 1).",
                               "use 0 to reject any malformed row, e.g. 0.01 to tolerate 1%.")

@@ -9,6 +9,10 @@
 Every path ends in the same long frame (rows.COLUMNS; synthetic adds "group") and the
 same RowReport, which is checked against data.max_bad_fraction and, with a run_dir,
 saved there before anything is raised (so the bad rows are on disk to inspect).
+
+With data.validation_fraction > 0 a validation split is carved, by item, out of the
+train rows that remain once the eval split is set aside: validation items are train
+items the model does not train on, never eval items, and the eval split is untouched.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from hyperscale.errors import DataError
 
 @dataclass(kw_only=True)
 class PerspectivistData:
-    """Train and eval rows (no item in both), the class names, and what loading found."""
+    """Train, eval and validation rows (no item split off from train in two of them), the class
+    names, and what loading found. `validation` is empty unless data.validation_fraction > 0."""
 
     train: pd.DataFrame
     eval: pd.DataFrame
+    validation: pd.DataFrame
     labels: list[str]  # class names; index i of a model's logits is labels[i]
     report: RowReport
 
@@ -76,11 +82,18 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
         eval_ = subsample_items(eval_, cfg.max_items, seed)
     else:
         train, eval_ = split_by_item(subsample_items(train, cfg.max_items, seed), cfg.eval_fraction, seed)
+    validation = train.iloc[:0]
+    if cfg.validation_fraction > 0:
+        # A third hash stream (seed + 2; the subsample uses seed + 1): the validation items
+        # are not biased towards the items an eval split of the same seed would take.
+        train, validation = split_by_item(train, cfg.validation_fraction, seed + 2)
     if len(set(labels)) < 2:
         raise DataError(f"the train rows hold only the label(s) {labels}: nothing to classify. Fix: check "
                         f"data.label_column, or list the classes in data.labels.")
 
     report.notes.update(_notes(train, "train") | _notes(eval_, "eval"))
+    if len(validation):
+        report.notes.update(_notes(validation, "validation"))
     report.notes["labels"] = list(labels)
     report.notes["labels_declared"] = bool(cfg.labels) or cfg.source != "files"
     # Only possible with given eval files / published splits (an item split never overlaps);
@@ -88,7 +101,7 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
     report.notes["eval_items_also_in_train"] = len(set(eval_["item_id"]) & set(train["item_id"]))
     if run_dir is not None:
         report.save(run_dir)  # again, now with the notes about the final frames
-    return PerspectivistData(train=train, eval=eval_, labels=labels, report=report)
+    return PerspectivistData(train=train, eval=eval_, validation=validation, labels=labels, report=report)
 
 
 def _notes(frame: pd.DataFrame, name: str) -> dict:

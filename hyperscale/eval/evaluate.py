@@ -58,6 +58,7 @@ class Evaluator:
         self.rows, self.labels, self.cfg = rows, labels, cfg
         self.train_majority, self.train_prior = train_majority, train_prior
         self.pad_id, self.device, self.rank, self.world_size = pad_id, device, rank, world_size
+        self.last_probs: np.ndarray | None = None  # (n_rows, C) of the latest evaluate(): predictions.parquet
 
     def due(self, step: int) -> bool:
         """An evaluation during training (the final one always runs)."""
@@ -75,6 +76,7 @@ class Evaluator:
             raise TrainingDiverged(f"the model's outputs are not finite on {bad} of {len(rows)} eval rows, so there "
                                    f"is nothing to score. Fix: lower train.lr (now {self.cfg.train.lr:g}) or "
                                    f"compute in float32 (model.compute_dtype), and train again in a new --run-dir.")
+        self.last_probs = probs
         preds = probs.argmax(1)
         metrics = perspectivist_metrics(rows.labels, preds, rows.annotators, labels, m,
                                         majority_class=self.train_majority)

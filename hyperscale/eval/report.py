@@ -1,13 +1,43 @@
-"""A finished run's results on disk: eval.json, per_annotator.csv and the two PNG plots."""
+"""A finished run's results on disk: eval.json, per_annotator.csv, predictions.parquet and the two PNG plots.
+
+predictions.parquet has one row per scored (item, annotator) row, in the scored
+split's order: `item_id`, `annotator`, `gold` and `pred` (class names), and `p_<class>`
+(the model's probability of each class). The paired bootstrap of
+`hyperscale compare` (experiments/stats.py) resamples these rows by item.
+"""
 
 from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
 
 from hyperscale.eval.metrics import write_per_annotator_csv
 from hyperscale.eval.plots import run_plots
 from hyperscale.rundir import RunDir, read_metrics, write_json
 
+PREDICTIONS = "predictions.parquet"
 
-def write_results(run: RunDir, metrics: dict, min_items: int) -> None:
+
+def predictions_frame(rows, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """`rows` (EncodedRows) and their (n_rows, C) probabilities -> predictions.parquet's table."""
+    probs = np.asarray(probs, dtype=np.float32)
+    names = np.asarray(labels, dtype=object)
+    frame = pd.DataFrame({"item_id": rows.item_ids, "annotator": rows.annotators, "gold": names[rows.labels],
+                          "pred": names[probs.argmax(1)]})
+    for c, label in enumerate(labels):
+        frame[f"p_{label}"] = probs[:, c]
+    return frame
+
+
+def write_results(run: RunDir, metrics: dict, min_items: int, predictions: pd.DataFrame | None = None) -> None:
+    if predictions is not None:
+        from hyperscale.rundir import write_atomic
+
+        buf = io.BytesIO()
+        predictions.to_parquet(buf, index=False)
+        write_atomic(run.path / PREDICTIONS, buf.getvalue())
     write_json(run.eval, metrics)
     write_per_annotator_csv(run.per_annotator, metrics["per_annotator"])
     run_plots(run, metrics, read_metrics(run.metrics) if run.metrics.exists() else [], min_items)

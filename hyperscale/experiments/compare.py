@@ -14,7 +14,13 @@ kind's record then holds the mean of each metric over seeds, its standard deviat
 
 Outputs in RUN_DIR: compare.json (one record per kind plus the majority-class
 reference), compare.md (the same as a Markdown table), per_annotator_f1.png
-(per-annotator F1 distribution per kind) and macro_f1_vs_params.png.
+(per-annotator F1 distribution per kind) and macro_f1_vs_params.png. With two or
+more kinds, also a paired bootstrap over eval items of each kind's difference to the
+best other kind (experiments/stats.py): compare.json's `bootstrap`, a second table in
+compare.md and bootstrap_intervals.png. Each sub run keeps its predictions.parquet.
+
+`kind_overrides` (name -> `--set` strings) gives a kind its own settings on top of
+the shared ones: `hyperscale compare --from-tune DIR` passes each kind's tuned choice.
 """
 
 from __future__ import annotations
@@ -156,12 +162,15 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: list[str] | None = None,
-                trainer=default_trainer, seeds: list[int] | None = None) -> dict:
+                trainer=default_trainer, seeds: list[int] | None = None,
+                kind_overrides: dict[str, list[str]] | None = None, n_boot: int = 1000) -> dict:
     """Train every kind (once per seed), then write compare.json, compare.md and the plots; returns the summary."""
     run_dir = Path(run_dir)
+    kind_overrides = kind_overrides or {}
     seed_runs = [(None, [])] if not seeds else [(s, [f"train.seed={s}"]) for s in seeds]
     plan = [(name, [(seed, run_dir / name / (f"seed{seed}" if seeds else ""),
-                     load_config(config_path, [*(overrides or []), *extra, *seed_extra]))
+                     load_config(config_path, [*(overrides or []), *extra, *kind_overrides.get(name, []),
+                                               *seed_extra]))
                     for seed, seed_extra in seed_runs])
             for name, _, extra in parse_kinds(kinds)]
     for _, runs in plan:
@@ -170,7 +179,7 @@ def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: li
                 raise ConfigError("--run-dir", f"{sub} already holds a run (metrics.jsonl would be appended to).",
                                   "pass a new --run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    records, baseline = [], None
+    records, baseline, min_items = [], None, plan[0][1][0][2].eval.min_items_per_annotator
     for name, runs in plan:
         per_seed = []
         for seed, sub, cfg in runs:
@@ -183,9 +192,20 @@ def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: li
                   f"({per_seed[-1]['wall_s']:.1f} s)", flush=True)
         records.append(merge_seeds(per_seed, seeds) if seeds else per_seed[0])
     summary = {"config": str(config_path), "overrides": list(overrides or []), "seeds": seeds,
+               "kind_overrides": kind_overrides, "scored_split": plan[0][1][0][2].eval.split,
                "kinds": records, "majority_baseline": baseline}
+    table = markdown_table(records, baseline)
+    if len(records) > 1:
+        from hyperscale.experiments import stats
+
+        t0 = time.perf_counter()
+        dirs = {name: [sub for _, sub, _ in runs] for name, runs in plan}
+        summary["bootstrap"] = stats.bootstrap_run_dirs(dirs, min_items, n_boot=n_boot)
+        summary["bootstrap"]["wall_s"] = time.perf_counter() - t0
+        table += "\n" + stats.markdown(summary["bootstrap"])
+        stats.plot_intervals(summary["bootstrap"], run_dir / "bootstrap_intervals.png")
     write_atomic(run_dir / "compare.json", to_json(summary, indent=2))
-    write_atomic(run_dir / "compare.md", markdown_table(records, baseline))
+    write_atomic(run_dir / "compare.md", table)
     from hyperscale.eval import plots
 
     base_f1 = baseline.get("macro_f1") if baseline else None

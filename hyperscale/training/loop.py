@@ -21,7 +21,7 @@ from pathlib import Path
 from hyperscale.config import RunConfig
 from hyperscale.data.batches import EpochSampler, collate
 from hyperscale.eval.evaluate import Evaluator, headline
-from hyperscale.eval.report import write_results
+from hyperscale.eval.report import predictions_frame, write_results
 from hyperscale.rundir import RunDir, save_trainable
 from hyperscale.training import faults, run_state
 from hyperscale.training.checkpoint import Checkpointer, gathered_trainable_state
@@ -83,11 +83,13 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
 
     metrics = evaluator.evaluate(engine.module)
     metrics.update(step=t.max_steps, trainable_params=p.model.n_trainable(), backbone_params=p.model.backbone_params,
-                   adapter_kind=cfg.adapter.kind, labels=p.labels, runtime=p.model.runtime)
+                   adapter_kind=cfg.adapter.kind, labels=p.labels, runtime=p.model.runtime,
+                   scored_split=cfg.eval.split)  # "validation": a tuning run; the eval split was never scored
     log.write({"step": t.max_steps, "split": "eval", **headline(metrics)})
     trainable = gathered_trainable_state(engine.module, cfg.distributed.zero_stage)  # collective under ZeRO-3
     log.finish(headline(metrics))
     if ctx.is_main:
         save_trainable(trainable, run.trainable)
-        write_results(run, metrics, cfg.eval.min_items_per_annotator)
+        write_results(run, metrics, cfg.eval.min_items_per_annotator,
+                      predictions_frame(p.eval_rows, evaluator.last_probs, p.labels))
     return metrics

@@ -32,7 +32,7 @@ class Prepared:
     vocab: ConditionVocab
     labels: list[str]
     train_rows: EncodedRows
-    eval_rows: EncodedRows
+    eval_rows: EncodedRows  # the rows the run scores: the eval split, or the validation split (eval.split)
     train_majority: int  # class index the majority reference predicts
     train_prior: np.ndarray  # (C,) train label shares: the majority reference's soft prediction
     model: object  # PerspectivistModel, on ctx.device
@@ -73,7 +73,9 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     tok = backbone.tokenizer
     template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
     train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
-    eval_frame = subsample(data.eval, cfg.eval.max_examples, cfg.train.seed)
+    # eval.split=validation (tuning): the eval split is never encoded, so it cannot be scored.
+    scored = data.validation if cfg.eval.split == "validation" else data.eval
+    eval_frame = subsample(scored, cfg.eval.max_examples, cfg.train.seed)
     eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
 
     seed_everything(cfg.train.seed)  # identical trainable init on every rank, whatever loading consumed

@@ -30,7 +30,7 @@ from hyperscale.rundir import EVAL, PER_ANNOTATOR, PER_ANNOTATOR_PLOT, TRAINING_
 FREE_KEYS = ("train.log_every", "train.eval_every", "train.save_every", "train.progress_bar",
              "train.keep_checkpoints", "train.max_nonfinite_steps", "eval.batch_size", "distributed.max_failures",
              "distributed.storage_path", "distributed.cpus_per_worker", "logging.")
-RESULT_FILES = (EVAL, PER_ANNOTATOR, TRAINING_CURVE, PER_ANNOTATOR_PLOT)
+RESULT_FILES = (EVAL, PER_ANNOTATOR, TRAINING_CURVE, PER_ANNOTATOR_PLOT, "predictions.parquet")
 
 
 @dataclass

@@ -2,13 +2,28 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from hyperscale.experiments.compare import markdown_table, parse_kinds, run_compare
 from hyperscale.errors import ConfigError
+from hyperscale.eval.metrics import macro_f1_present
+from hyperscale.experiments.compare import markdown_table, parse_kinds, run_compare
 
 CONFIG = "configs/synthetic.yaml"
+
+
+def _fake_predictions(score, n_items=30):
+    """predictions.parquet of a run right on a `score` share of rows (3 annotators per item)."""
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, n_items * 3)
+    right = rng.random(len(gold)) < score
+    pred = np.where(right, gold, 1 - gold)
+    p1 = np.where(pred == 1, 0.8, 0.2)
+    return pd.DataFrame({"item_id": np.repeat([f"i{k}" for k in range(n_items)], 3),
+                         "annotator": np.tile(["a0", "a1", "a2"], n_items), "gold": gold.astype(str),
+                         "pred": pred.astype(str), "p_0": 1 - p1, "p_1": p1})
 
 
 def _fake_trainer(seen):
@@ -21,6 +36,7 @@ def _fake_trainer(seen):
             for sps in (100.0, 300.0):
                 f.write(json.dumps({"split": "train", "samples_per_s": sps}) + "\n")
         score = {"shared_lora": 0.6, "hyper_lora": 0.9}.get(cfg.adapter.kind, 0.7)
+        _fake_predictions(score).to_parquet(run_dir / "predictions.parquet", index=False)
         return {"macro_f1": score, "micro_f1": score, "soft_ce": 0.5, "soft_manhattan": 0.4, "soft_jsd": 0.1,
                 "majority_vote_f1": score, "trainable_params": 1000 if cfg.adapter.kind == "shared_lora" else 5000,
                 "params_per_annotator": 0 if cfg.adapter.kind == "shared_lora" else 64,
@@ -50,8 +66,12 @@ def test_compare_writes_json_table_and_plots(tmp_path):
     assert saved["kinds"][0]["samples_per_s"] == pytest.approx(200.0)
     assert sorted(saved["kinds"][0]["per_annotator_macro_f1"]) == ["a0", "a1"]
     assert summary["majority_baseline"]["macro_f1"] == 0.33
-    md = (tmp_path / "compare.md").read_text().splitlines()
+    md = (tmp_path / "compare.md").read_text().split("\n\n")[0].splitlines()
     assert len(md) == 2 + 3 + 1 and md[-1].startswith("| majority class | 0.3300")
+    boot = saved["bootstrap"]["metrics"]["micro_f1"]
+    assert boot["hyper_lora"]["best_other"] == "shared_lora" and boot["hyper_lora"]["lo"] <= boot["hyper_lora"]["hi"]
+    assert "vs best other" in (tmp_path / "compare.md").read_text()
+    assert (tmp_path / "bootstrap_intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| hyper_lora | 0.9000" in md[3] and "5,000" in md[3]
     for png in ("per_annotator_f1.png", "macro_f1_vs_params.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -97,7 +117,15 @@ def test_compare_over_seeds_reports_mean_and_std(tmp_path):
         for seed in (0, 1):
             saved = yaml.safe_load((tmp_path / rec["kind"] / f"seed{seed}" / "config.yaml").read_text())
             assert saved["train"]["seed"] == seed and saved["adapter"]["kind"] == rec["kind"]
+            preds = pd.read_parquet(tmp_path / rec["kind"] / f"seed{seed}" / "predictions.parquet")
+            assert list(preds.columns) == ["item_id", "annotator", "gold", "pred", "p_0", "p_1"]
+            assert len(preds) == rec["n_examples"] and np.allclose(preds[["p_0", "p_1"]].sum(1), 1, atol=1e-5)
+            ev = json.loads((tmp_path / rec["kind"] / f"seed{seed}" / "eval.json").read_text())
+            assert ev["scored_split"] == "eval"
+            micro = macro_f1_present(preds["gold"].astype(int).to_numpy(), preds["pred"].astype(int).to_numpy(), 2)
+            assert micro == pytest.approx(ev["micro_f1"])  # the rows eval.json scored
     hyper = next(r for r in summary["kinds"] if r["kind"] == "hyper_lora")
     assert hyper["per_seed"]["soft_ce"][0] != hyper["per_seed"]["soft_ce"][1]  # the seed reached the init
     md = (tmp_path / "compare.md").read_text()
     assert " ± " in md and "| hyper_lora | " in md
+    assert summary["bootstrap"]["metrics"]["macro_f1"]["hyper_lora"]["best_other"] == "shared_lora"
