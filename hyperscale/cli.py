@@ -15,8 +15,8 @@ from pathlib import Path
 from hyperscale.errors import HyperscaleError
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
+def _add_config_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("config", nargs=None if config_required else "?", help="YAML run config, e.g. configs/demo.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.max_steps=50 (repeatable; `hyperscale config` "
                         "lists every key)")
@@ -57,14 +57,57 @@ def _resume_hint(args, run_dir: str) -> None:
 def cmd_compare(args) -> int:
     from hyperscale.api import compare, default_run_dir
     from hyperscale.config import load_config
+    from hyperscale.errors import ConfigError
     from hyperscale.experiments.compare import parse_seeds
 
+    if args.from_tune:
+        if args.config or args.kinds or args.overrides:
+            raise ConfigError("--from-tune", "takes the config, kinds and settings from tune.json.",
+                              "drop CONFIG, --kinds and --set.")
+        from hyperscale.experiments.tune import compare_from_tune
+
+        run_dir = args.run_dir or str(Path(args.from_tune) / "compare")
+        summary = compare_from_tune(args.from_tune, run_dir, parse_seeds(args.seeds))
+        print((Path(run_dir) / "compare.md").read_text())
+        print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
+        return 0 if summary["kinds"] else 1
+    if not args.config or not args.kinds:
+        raise ConfigError("compare", "needs CONFIG and --kinds (or --from-tune DIR).",
+                          "e.g. hyperscale compare configs/synthetic.yaml --kinds hyper_lora,shared_lora.")
     run_dir = args.run_dir or str(default_run_dir(load_config(args.config, args.overrides),
                                                   f"compare-{Path(args.config).stem}"))
     summary = compare(args.config, args.kinds, run_dir, overrides=args.overrides, seeds=parse_seeds(args.seeds))
     print((Path(run_dir) / "compare.md").read_text())
     print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
     return 0 if summary["kinds"] else 1
+
+
+def cmd_tune(args) -> int:
+    from hyperscale.api import default_run_dir
+    from hyperscale.config import load_config
+    from hyperscale.experiments.tune import parse_grid, run_tune
+
+    if args.space and args.set_grid:
+        from hyperscale.errors import ConfigError
+
+        raise ConfigError("--space", "and --set-grid both given.", "use one of them.")
+    space = None
+    if args.space:
+        import yaml
+
+        space = yaml.safe_load(Path(args.space).read_text())
+    run_dir = args.run_dir or str(default_run_dir(load_config(args.config, args.overrides),
+                                                  f"tune-{Path(args.config).stem}"))
+    out = run_tune(args.config, args.kinds, run_dir, args.overrides, trials=args.trials, space=space,
+                   grid=parse_grid(args.set_grid) if args.set_grid else None, seed=args.seed,
+                   concurrency=args.concurrency)
+    for name, rec in out["kinds"].items():
+        c = rec["chosen"]
+        print(f"{name:<22} trial {c['trial']}  validation macro_f1 {c['macro_f1']:.4f}  soft_ce {c['soft_ce']:.4f}  "
+              f"{' '.join(rec['chosen_overrides'])}")
+    print(f"run directory: {run_dir}  (tune.json, chosen_<kind>.yaml; next: hyperscale compare --from-tune "
+          f"{run_dir} --seeds 0,1,2)")
+    return 0
 
 
 def cmd_onboard(args) -> int:
@@ -130,11 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true",
                    help="run the training loop in this process (one worker), without Ray")
     p = sub.add_parser("compare", help="train several adapter kinds on identical data and budget; table + plots")
-    _add_config_args(p)
-    p.add_argument("--kinds", required=True, help="comma-separated adapter kinds, e.g. hyper_lora,shared_lora,"
+    _add_config_args(p, config_required=False)
+    p.add_argument("--from-tune", default=None, metavar="DIR", help="train each kind's choice from a finished "
+                   "`hyperscale tune` (its tune.json) and score the eval split; replaces CONFIG, --kinds and --set")
+    p.add_argument("--kinds", help="comma-separated adapter kinds, e.g. hyper_lora,shared_lora,"
                    "annotator_embedding,multi_head,per_annotator_lora (also shared_lora+agg)")
     p.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2: each kind is trained once per "
                    "seed and the table shows mean ± std (default: the config's seed, one run per kind)")
+    p = sub.add_parser("tune", help="the same Ray Tune search budget per kind, selected on a validation split")
+    _add_config_args(p)
+    p.add_argument("--kinds", required=True, help="comma-separated adapter kinds (as for compare)")
+    p.add_argument("--trials", type=int, default=4, help="trials per kind (each kind gets the same number)")
+    p.add_argument("--space", default=None, help="YAML search space {kind or all or tables: {key: [values] or "
+                   "{loguniform: [lo, hi]}}} (default: experiments/tune.py DEFAULT_SPACE)")
+    p.add_argument("--set-grid", action="append", default=[], metavar="KEY=[V1,V2]",
+                   help="grid over these values instead of sampling (repeatable; the same grid for every kind)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trial draws")
+    p.add_argument("--concurrency", type=int, default=2, help="trials at once (1 CPU each)")
     p = sub.add_parser("onboard", help="fit new annotators' own parameters on their first k labels")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--data", required=True, help="CSV/JSONL/Parquet rows (text, annotator, label) of new annotators")
@@ -165,7 +220,7 @@ def _version() -> str:
     return __version__
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "onboard": cmd_onboard, "predict": cmd_predict,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "tune": cmd_tune, "onboard": cmd_onboard, "predict": cmd_predict,
             "config": cmd_config}
 
 

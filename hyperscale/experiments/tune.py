@@ -1,0 +1,231 @@
+"""`hyperscale tune CONFIG --kinds a,b --trials N`: the same search budget for every kind, on Ray Tune.
+
+The protocol (issue 11): every choice is made on a validation split carved from the
+TRAIN items (data.validation_fraction; 0.2 when the config has none), never on the
+eval split, which tuning runs do not even encode (eval.split=validation, recorded in
+each trial's eval.json as scored_split). Each kind gets exactly N trials over its own
+space; a trial is `api.train(cfg, run_dir, use_ray=False)` in a Ray Tune worker process
+(1 CPU and one torch thread each, at most `concurrency` at once), with the run-directory
+layout of any run: RUN_DIR/<kind>/trial<i>/. The best trial of a kind has the highest
+validation macro-F1, ties (within 1e-9) broken by the lower validation soft CE.
+
+Scheduler: FIFO. Every trial runs its full budget; an early-stopping scheduler (ASHA)
+needs validation metrics reported from inside the loop, which it does not do yet.
+
+Search space: the trials of a kind are drawn up front from its space with a fixed seed
+(`--space FILE`, or the DEFAULT_SPACE below) and handed to Tune as a grid of trial
+specs, so the draws are recorded in tune.json and identical on a re-run. A `--set-grid
+key=[v1,v2]` replaces sampling with the Cartesian product of the given values (the same
+grid for every kind); --trials then caps it.
+
+Space file (YAML): {kind or "all": {dotted key: [v1, v2, ...] (a choice) or
+{loguniform: [lo, hi]} / {uniform: [lo, hi]} / {choice: [...]}}}; a kind's space is
+"all" updated by its own entry.
+
+Outputs in RUN_DIR: tune.json (every trial's settings, validation metrics and wall time,
+the choice per kind) and chosen_<kind>.yaml (the full config of each kind's choice).
+`hyperscale compare --from-tune RUN_DIR --seeds 0,1,2` retrains each choice over seeds
+on the same training items and scores the eval split.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hyperscale.config import load_config
+from hyperscale.errors import ConfigError, HyperscaleError
+from hyperscale.rundir import to_json, write_atomic
+
+# Kinds without per-annotator tables: train.annotator_lr_scale would change nothing.
+NO_TABLES = {"shared_lora", "shared_lora+agg"}
+DEFAULT_SPACE = {
+    "all": {"train.lr": {"loguniform": [3e-4, 3e-2]}, "train.weight_decay": [0.0, 0.01]},
+    "tables": {"train.annotator_lr_scale": {"loguniform": [1.0, 30.0]}},
+    "hyper_lora": {"adapter.hypernet.hidden_dim": [32, 64, 128]},
+}
+DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+def kind_space(name: str, space: dict) -> dict:
+    """The space of one kind: `all`, then `tables` (kinds with annotator tables), then its own entry."""
+    out = dict(space.get("all", {}))
+    if name not in NO_TABLES:
+        out.update(space.get("tables", {}))
+    out.update(space.get(name, {}))
+    return out
+
+
+def _draw(spec, rng: np.random.Generator):
+    if isinstance(spec, list):
+        return spec[int(rng.integers(len(spec)))]
+    if isinstance(spec, dict) and len(spec) == 1:
+        (how, arg), = spec.items()
+        if how == "choice":
+            return arg[int(rng.integers(len(arg)))]
+        lo, hi = (float(v) for v in arg)
+        if how == "loguniform":
+            return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        if how == "uniform":
+            return float(rng.uniform(lo, hi))
+    raise ConfigError("--space", f"cannot read the space entry {spec!r}.",
+                      "use a list of values, or {loguniform: [lo, hi]}, {uniform: [lo, hi]}, {choice: [...]}.")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def sample_trials(name: str, space: dict, n: int, seed: int) -> list[dict]:
+    """n settings ({key: value}) for kind `name`, drawn from its space with a seed of its own."""
+    ks = kind_space(name, space)
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
+    return [{k: _draw(spec, rng) for k, spec in ks.items()} for _ in range(n)]
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """['train.lr=[1e-3,3e-3]'] -> {'train.lr': [0.001, 0.003]}."""
+    grid = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        values = yaml.safe_load(text) if sep else None
+        if not sep or not isinstance(values, list) or not values:
+            raise ConfigError("--set-grid", f"{item!r} is not KEY=[v1,v2,...].", "e.g. --set-grid train.lr=[1e-3,3e-3].")
+        grid[key.strip()] = values
+    return grid
+
+
+def grid_trials(grid: dict[str, list], n: int | None) -> list[dict]:
+    trials = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    return trials[:n] if n else trials
+
+
+def _trainable(config: dict) -> None:
+    """One trial, in a Ray Tune worker process: train, then report the validation metrics."""
+    spec = config["spec"]
+    os.chdir(spec["cwd"])  # Tune starts trials in their own folder; config paths are the driver's
+    os.environ.update(spec["env"])
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(spec["threads"])
+    from hyperscale.api import train
+
+    t0 = time.perf_counter()
+    try:
+        cfg = load_config(spec["config"], spec["overrides"])
+        metrics = train(cfg, spec["run_dir"], use_ray=False)
+        out = {k: float(metrics[k]) for k in ("macro_f1", "micro_f1", "soft_ce")}
+        out["failed"] = 0
+    except HyperscaleError as e:  # a diverged trial is a result (the worst), not a crash of the search
+        Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)
+        (Path(spec["run_dir"]) / "trial_error.txt").write_text(f"{type(e).__name__}: {e}\n")
+        out = {"macro_f1": float("nan"), "micro_f1": float("nan"), "soft_ce": float("nan"), "failed": 1}
+    out["wall_s"] = time.perf_counter() - t0
+    tune.report(out)
+
+
+def select(trials: list[dict]) -> dict:
+    """The trial with the highest validation macro-F1; ties (1e-9) go to the lower soft CE."""
+    ok = [t for t in trials if not t["failed"] and np.isfinite(t["macro_f1"])]
+    if not ok:
+        raise HyperscaleError(f"every trial of {trials[0]['kind']} failed (see trial_error.txt in their run "
+                              f"directories). Fix: narrow the space (a lower train.lr).")
+    best = max(t["macro_f1"] for t in ok)
+    return min((t for t in ok if t["macro_f1"] >= best - 1e-9), key=lambda t: t["soft_ce"])
+
+
+def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[str] | None = None, *,
+             trials: int = 4, space: dict | None = None, grid: dict[str, list] | None = None, seed: int = 0,
+             concurrency: int = 2) -> dict:
+    """Tune every kind with the same number of trials; write tune.json and chosen_<kind>.yaml."""
+    import ray
+    from ray import tune
+
+    from hyperscale.cluster import FORWARD_ENV
+    from hyperscale.experiments.compare import parse_kinds
+
+    run_dir = Path(run_dir).resolve()
+    if (run_dir / "tune.json").exists():
+        raise ConfigError("--run-dir", f"{run_dir} already holds a finished tuning (tune.json).", "pass a new --run-dir.")
+    config_path = str(Path(config_path).resolve())
+    base = load_config(config_path, list(overrides or []))
+    shared = list(overrides or [])
+    if base.data.validation_fraction <= 0:
+        shared.append(f"data.validation_fraction={DEFAULT_VALIDATION_FRACTION}")
+    shared.append("eval.split=validation")  # tuning never scores (or encodes) the eval split
+    plan = []
+    for name, _, extra in parse_kinds(kinds):
+        settings = grid_trials(grid, trials) if grid else sample_trials(name, space or DEFAULT_SPACE, trials, seed)
+        for i, setting in enumerate(settings):
+            sets = [*shared, *extra, *(f"{k}={_fmt(v)}" for k, v in setting.items())]
+            load_config(config_path, sets)  # every trial's config checked before the first starts
+            plan.append({"kind": name, "trial": i, "setting": setting, "overrides": sets,
+                         "run_dir": str(run_dir / name / f"trial{i}")})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
+    specs = [{**p, "config": config_path, "cwd": os.getcwd(), "env": env, "threads": 1} for p in plan]
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=None if os.environ.get("RAY_ADDRESS")
+                 else max(concurrency, 1), num_gpus=0, include_dashboard=False, log_to_driver=True)
+    t0 = time.perf_counter()
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, {"cpu": 1}),
+        param_space={"spec": tune.grid_search(specs)},  # the pre-drawn trials, one Tune trial each
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, num_samples=1),
+        run_config=tune.RunConfig(storage_path=str(run_dir / "ray_tune"), name="trials", verbose=1),
+    )
+    results = tuner.fit()
+    wall = time.perf_counter() - t0
+    done = {}
+    for r in results:
+        spec = r.config["spec"]
+        m = r.metrics or {}
+        done[spec["run_dir"]] = {"kind": spec["kind"], "trial": spec["trial"], "setting": spec["setting"],
+                                 "overrides": spec["overrides"], "run_dir": spec["run_dir"],
+                                 "macro_f1": m.get("macro_f1", float("nan")), "micro_f1": m.get("micro_f1", float("nan")),
+                                 "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
+                                 "failed": int(m.get("failed", 1) if r.error is None else 1)}
+    out = {"config": config_path, "overrides": shared, "trials_per_kind": trials, "seed": seed,
+           "scheduler": "FIFO (every trial runs its full budget)", "concurrency": concurrency,
+           "selection": "highest validation macro_f1, ties by lower validation soft_ce",
+           "search": {"grid": grid} if grid else {"space": space or DEFAULT_SPACE},
+           "scored_split": "validation", "wall_s": wall, "kinds": {}}
+    for name, _, extra in parse_kinds(kinds):
+        rows = sorted((t for t in done.values() if t["kind"] == name), key=lambda t: t["trial"])
+        chosen = select(rows)
+        sets = [*extra, *(f"{k}={_fmt(v)}" for k, v in chosen["setting"].items())]
+        cfg = load_config(config_path, [*shared[:-1], *sets])  # the choice, scoring the eval split
+        yaml_path = run_dir / f"chosen_{name}.yaml"
+        cfg.save(yaml_path)
+        out["kinds"][name] = {"trials": rows, "chosen": chosen, "chosen_overrides": sets,
+                              "chosen_config": str(yaml_path)}
+        print(f"[tune] {name}: chose trial {chosen['trial']} {chosen['setting']} (validation macro_f1="
+              f"{chosen['macro_f1']:.4f}, soft_ce={chosen['soft_ce']:.4f})", flush=True)
+    write_atomic(run_dir / "tune.json", to_json(out, indent=2))
+    return out
+
+
+def compare_from_tune(tune_dir: str | Path, run_dir: str | Path, seeds: list[int] | None, n_boot: int = 1000) -> dict:
+    """Train each kind's tuned choice (over `seeds`) on the same training items; score the eval split."""
+    from hyperscale.experiments.compare import run_compare
+
+    path = Path(tune_dir) / "tune.json"
+    if not path.exists():
+        raise ConfigError("--from-tune", f"{path} does not exist.", "pass the --run-dir of a finished hyperscale tune.")
+    tuned = json.loads(path.read_text())
+    # The same training items as the trials (validation items stay out of training), the eval split scored.
+    shared = [o for o in tuned["overrides"] if o != "eval.split=validation"] + ["eval.split=eval"]
+    kinds = list(tuned["kinds"])
+    kind_overrides = {k: [o for o in v["chosen_overrides"] if not o.startswith("adapter.kind=")]
+                      for k, v in tuned["kinds"].items()}
+    return run_compare(tuned["config"], ",".join(kinds), run_dir, shared, seeds=seeds,
+                       kind_overrides=kind_overrides, n_boot=n_boot)

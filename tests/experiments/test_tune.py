@@ -1,0 +1,70 @@
+"""`hyperscale tune` on Ray Tune: trials scored on the validation split only, the choice retrained over seeds."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hyperscale.config import load_config
+from hyperscale.data.load import load_data
+from hyperscale.errors import ConfigError
+from hyperscale.experiments.tune import (
+    DEFAULT_SPACE,
+    grid_trials,
+    parse_grid,
+    sample_trials,
+    select,
+)
+
+CONFIG = "configs/synthetic.yaml"
+SHORT = ["data.synthetic.n_items=80", "data.synthetic.n_annotators=8", "train.max_steps=6", "train.warmup_steps=0",
+         "train.micro_batch_size=16", "train.log_every=3", "eval.min_items_per_annotator=1", "train.progress_bar=false"]
+
+
+def test_every_kind_gets_its_own_space_and_the_same_number_of_draws():
+    hyper = sample_trials("hyper_lora", DEFAULT_SPACE, 5, seed=0)
+    shared = sample_trials("shared_lora", DEFAULT_SPACE, 5, seed=0)
+    assert len(hyper) == len(shared) == 5
+    assert "train.annotator_lr_scale" in hyper[0] and "train.annotator_lr_scale" not in shared[0]
+    assert all(3e-4 <= t["train.lr"] <= 3e-2 for t in hyper + shared)
+    assert {t["adapter.hypernet.hidden_dim"] for t in hyper} <= {32, 64, 128}
+    assert sample_trials("hyper_lora", DEFAULT_SPACE, 5, seed=0) == hyper  # recorded draws are reproducible
+    grid = parse_grid(["train.lr=[0.001, 0.003]", "train.weight_decay=[0, 0.1]"])
+    assert grid_trials(grid, None) == [{"train.lr": a, "train.weight_decay": b} for a in (0.001, 0.003) for b in (0, 0.1)]
+    with pytest.raises(ConfigError, match="--set-grid"):
+        parse_grid(["train.lr=0.001"])
+
+
+def test_selection_by_validation_macro_f1_then_soft_ce():
+    trials = [{"kind": "k", "trial": 0, "macro_f1": 0.7, "soft_ce": 0.6, "failed": 0},
+              {"kind": "k", "trial": 1, "macro_f1": 0.7, "soft_ce": 0.5, "failed": 0},
+              {"kind": "k", "trial": 2, "macro_f1": float("nan"), "soft_ce": float("nan"), "failed": 1},
+              {"kind": "k", "trial": 3, "macro_f1": 0.6, "soft_ce": 0.1, "failed": 0}]
+    assert select(trials)["trial"] == 1
+
+
+@pytest.mark.slow
+def test_tune_two_trials_then_compare_from_tune(tmp_path):
+    from hyperscale.experiments.tune import compare_from_tune, run_tune
+
+    out = run_tune(CONFIG, "hyper_lora,shared_lora", tmp_path / "tune", SHORT, trials=1, concurrency=2)
+    assert json.loads((tmp_path / "tune" / "tune.json").read_text())["kinds"].keys() == {"hyper_lora", "shared_lora"}
+    data = load_data(load_config(CONFIG, [*SHORT, "data.validation_fraction=0.2"]).data)
+    val_items, eval_items = set(data.validation["item_id"]), set(data.eval["item_id"])
+    for name, rec in out["kinds"].items():
+        (trial,) = rec["trials"]
+        assert trial["failed"] == 0 and 0 <= trial["macro_f1"] <= 1
+        ev = json.loads((tmp_path / "tune" / name / "trial0" / "eval.json").read_text())
+        assert ev["scored_split"] == "validation" and ev["macro_f1"] == pytest.approx(trial["macro_f1"])
+        scored = set(pd.read_parquet(tmp_path / "tune" / name / "trial0" / "predictions.parquet")["item_id"])
+        assert scored == val_items and not scored & eval_items  # the eval split was never scored
+        chosen = load_config(rec["chosen_config"])
+        assert chosen.eval.split == "eval" and chosen.adapter.kind == name and chosen.data.validation_fraction == 0.2
+    summary = compare_from_tune(tmp_path / "tune", tmp_path / "compare", seeds=[0, 1], n_boot=50)
+    assert summary["scored_split"] == "eval" and [r["kind"] for r in summary["kinds"]] == ["hyper_lora", "shared_lora"]
+    hyper = out["kinds"]["hyper_lora"]["chosen"]["setting"]
+    saved = load_config(str(tmp_path / "compare" / "hyper_lora" / "seed1" / "config.yaml"))
+    assert saved.train.lr == pytest.approx(hyper["train.lr"], rel=1e-3) and saved.train.seed == 1
+    scored = set(pd.read_parquet(tmp_path / "compare" / "shared_lora" / "seed0" / "predictions.parquet")["item_id"])
+    assert scored == eval_items
+    assert set(summary["bootstrap"]["metrics"]["macro_f1"]) == {"hyper_lora", "shared_lora"}
