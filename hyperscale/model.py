@@ -130,6 +130,9 @@ def build_model(cfg: RunConfig, condition_sizes: dict[str, int], labels: list[st
     uses_instance = kind.takes_conditions and "instance" in a.conditions
     runtime = runtime_info(backend, device, backbone.dtype_choice.dtype)
     runtime["compute_dtype_reason"] = backbone.dtype_choice.reason
+    from hyperscale.training.engine import table_optimizer
+
+    runtime["table_optimizer"] = dict(zip(("mode", "reason"), table_optimizer(cfg)))  # lazy or dense, and why
     model = PerspectivistModel(backbone, lora, head, state, pooling, uses_instance, runtime)
     model.flops_per_token = training_flops_per_token(backbone, specs, a.rank, uses_instance)
     return model

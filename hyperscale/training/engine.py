@@ -92,8 +92,7 @@ def build_engine(model, cfg: RunConfig):
 
     if not cfg.distributed.use_gpu:
         skip_shm_comm_build()
-    mode, reason = table_optimizer(cfg)
-    model.runtime["table_optimizer"] = {"mode": mode, "reason": reason}  # in the start record and eval.json
+    mode, reason = table_optimizer(cfg)  # also in model.runtime (build_model): config.yaml, start record, eval.json
     if mode != cfg.train.table_optimizer:
         sys.stderr.write(f"hyperscale: per-annotator tables use {mode} AdamW: {reason}\n")
     params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale, lazy_tables=mode == "lazy")
