@@ -527,7 +527,8 @@ def _environment(device, runtime: dict, threads: int, dtype_reason: str) -> dict
             "compute_dtype_reason": dtype_reason, "torch_threads": threads, "cpu": cpu_description(),
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "versions": {**library_versions(), "hyperscale": _hyperscale_version()}, "platform": platform.platform()}
+            "versions": {**library_versions(), "hyperscale": _hyperscale_version()}, "platform": platform.platform(),
+            "runtime": {k: v for k, v in runtime.items() if k not in ("versions", "cpu")}}
 
 
 def _hyperscale_version() -> str:

@@ -97,8 +97,8 @@ class SeedLoop(nn.Module):
             total = total + self.inner(sub)["loss"] * rows.numel()
         return {"loss": total / conditions.shape[0]}
 
-    def param_groups(self, lr: float, annotator_lr_scale: float) -> list[dict]:
-        return self.inner.param_groups(lr, annotator_lr_scale)
+    def param_groups(self, *args, **kwargs) -> list[dict]:
+        return self.inner.param_groups(*args, **kwargs)  # whatever the engine asks of the model, as for hyper_lora
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.inner.trainable_parameters()
