@@ -67,6 +67,8 @@ def load_backbone(cfg, *, device="cpu", rows: int = 512, choose_dtype=None) -> B
         model = embedded.model(cfg.task)
     else:
         model = _local_model(cfg)
+    if cfg.num_layers is not None:
+        keep_first_blocks(model, cfg.num_layers)
     lm_head = None
     if cfg.task == "causal_lm":
         lm_head = model.get_output_embeddings()
@@ -90,6 +92,30 @@ def load_backbone(cfg, *, device="cpu", rows: int = 512, choose_dtype=None) -> B
     hidden = getattr(body.config, "hidden_size", None) or getattr(body.config, "n_embd")
     return Backbone(body=body, lm_head=lm_head, tokenizer=tokenizer, hidden_size=hidden,
                     is_encoder=model_type in ENCODER_TYPES, n_params=n_params, dtype_choice=choice)
+
+
+def keep_first_blocks(model: nn.Module, n: int) -> None:
+    """Cut `model` to its first `n` transformer blocks, in place (model.num_layers)."""
+    from hyperscale.errors import ConfigError
+
+    base = getattr(model, "base_model", model)
+    for owner, attr in ((base, "layers"), (base, "h"), (getattr(base, "encoder", None), "layer")):
+        blocks = getattr(owner, attr, None) if owner is not None else None
+        if isinstance(blocks, nn.ModuleList):
+            break
+    else:
+        raise ConfigError("model.num_layers", f"cannot find the block list of {type(base).__name__}.",
+                          "unset model.num_layers for this backbone.")
+    if n > len(blocks):
+        raise ConfigError("model.num_layers", f"is {n}, but the backbone has {len(blocks)} blocks.",
+                          f"use at most {len(blocks)}, or unset it.")
+    setattr(owner, attr, nn.ModuleList(list(blocks)[:n]))
+    for conf in {id(c): c for c in (model.config, base.config)}.values():
+        for key in ("num_hidden_layers", "n_layer"):
+            if hasattr(conf, key):
+                setattr(conf, key, n)
+        if getattr(conf, "layer_types", None):
+            conf.layer_types = conf.layer_types[:n]
 
 
 def probe_shape(body: nn.Module) -> tuple[int, int]:

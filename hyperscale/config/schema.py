@@ -72,6 +72,10 @@ class ModelConfig:
     The choice and the measurement are printed and recorded in the run's `runtime:`."""
     max_length: int = 128
     """Tokens per input; longer texts are truncated."""
+    num_layers: int | None = None
+    """Keep only the first N pretrained transformer blocks (and the final norm) of the
+    backbone; unset keeps all. A smaller, faster backbone built from the same weights, for
+    sweeps on CPUs (issue 11 tunes on SmolLM2-135M cut to its first blocks)."""
     pooling: Literal["auto", "last", "first", "mean"] = "auto"
     """How a sequence becomes one vector for the head. `auto`: the first token for
     encoders, the last real token for decoders."""
@@ -88,6 +92,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.max_length < 8:
             raise ConfigError("model.max_length", f"{self.max_length} is too short to hold any text.", "use 64 or more.")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError("model.num_layers", f"{self.num_layers} must be >= 1 or unset.", "unset it to keep all.")
         if self.task == "causal_lm" and "{text}" not in self.prompt_template:
             raise ConfigError("model.prompt_template", "must contain '{text}'.")
         check_name_or_path(self.name_or_path, self.gguf_file)  # a typo fails here, not after the data loaded
