@@ -107,3 +107,26 @@ def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 
     result = _onboard(run, read_rows(run, str(data)), k, steps, lr)
     result["out"] = str(save_onboarded(run, out, result))
     return result
+
+
+def export(run_dir: str | Path, out: str | Path, annotators="all", *, task: str | None = None,
+           language: str | None = None, merged: bool = False) -> dict:
+    """One PEFT LoRA directory per requested condition under `out` (serve/export.py); returns export.json.
+
+    `annotators`: "all", a list or "a,b,c"; `merged`: one full merged checkpoint for one condition instead.
+    """
+    from hyperscale.serve.export import export as _export
+
+    return _export(run_dir, out, annotators, task=task, language=language, merged=merged)
+
+
+def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, annotators="all", *,
+                 progress: bool = True) -> dict:
+    """Label every text of a CSV / JSONL / Parquet file for every requested annotator into `out` (.parquet),
+    streamed and resumable (serve/corpus.py). Returns a summary (texts, rows, parts written and skipped)."""
+    from hyperscale.serve.corpus import _check_data
+    from hyperscale.serve.corpus import predict_file as _predict_file
+    from hyperscale.serve.predict import Predictor
+
+    _check_data(Path(data))  # before the model loads
+    return _predict_file(Predictor.from_run(run_dir), data, out, annotators, progress=progress)

@@ -1,4 +1,4 @@
-"""`hyperscale` command line: train, compare, onboard, predict, config, bench.
+"""`hyperscale` command line: train, compare, onboard, predict, export, config, bench.
 
 Argument parsing and printing only; the work is the public API (hyperscale/api.py).
 Every subcommand validates its config completely before any model loads, so a
@@ -128,6 +128,8 @@ def cmd_predict(args) -> int:
 
     from hyperscale.serve.predict import Predictor, read_texts
 
+    if args.data:
+        return _predict_file(args)
     predictor = Predictor.from_run(args.run_dir)
     texts = read_texts(args.texts) if args.texts else list(args.text)
     long = predictor.predict(texts, args.annotators)
@@ -147,6 +149,36 @@ def cmd_predict(args) -> int:
         kind = get_kind(predictor.run.cfg.adapter.kind)
         print(f"{n_unknown} annotator(s) unknown to this run (marked *): adapter.kind={kind.name} gives them "
               f"{kind.unknown_annotator}.", file=sys.stderr)
+    return 0
+
+
+def _predict_file(args) -> int:
+    from hyperscale.api import predict_file
+    from hyperscale.errors import DataError
+
+    if not args.out:
+        raise DataError("--data needs --out: a corpus's predictions are written, not printed. Fix: add "
+                        "--out FILE.parquet.")
+    s = predict_file(args.run_dir, args.data, args.out, args.annotators)
+    print(f"{s['rows']} predictions ({s['texts']} texts x {s['annotators']} annotators) -> {s['out']} "
+          f"({s['parts_written']} parts predicted, {s['parts_skipped']} already on disk from an interrupted run)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from hyperscale.api import export
+
+    annotators = "all" if args.all else (args.annotators or "")
+    s = export(args.run_dir, args.out, annotators, task=args.task, language=args.language, merged=args.merged)
+    fallback = [a["dir"] for a in s["adapters"] if a["fallback"]]
+    if s.get("merged"):
+        print(f"merged checkpoint for {s['adapters'][0]['condition']} -> {args.out} ({s['seconds']:.1f} s)")
+    else:
+        print(f"{s['n_adapters']} adapters ({s['task_type']}, {s['adapters'][0]['bytes']:,} bytes each) -> "
+              f"{args.out} in {s['seconds']:.1f} s; index: {args.out}/export.json")
+    if fallback:
+        print(f"{len(fallback)} condition(s) unknown to this run got the fallback ({s['fallback_means']}), flagged "
+              f"in their hyperscale.json: {', '.join(fallback[:5])}", file=sys.stderr)
     return 0
 
 
@@ -203,8 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--texts", help="file with one text per line (or a CSV/JSONL with a 'text' column)")
     src.add_argument("--text", action="append", help="a text (repeatable)")
+    src.add_argument("--data", help="a corpus (.csv / .jsonl / .parquet with a 'text' column) to label for every "
+                     "requested annotator, streamed and resumable; needs --out FILE.parquet")
     p.add_argument("--annotators", default="all", help="comma-separated annotator ids, or 'all' (the run's vocabulary)")
     p.add_argument("--out", default=None, help="write the long table to .csv or .json instead of printing")
+    p = sub.add_parser("export", help="one PEFT LoRA directory per annotator (or condition), loadable by peft and "
+                       "multi-LoRA servers")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--out", required=True, help="the folder to write (replaced whole if it is an earlier export)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--annotators", help="comma-separated annotator ids (an unknown one gets the flagged fallback)")
+    who.add_argument("--all", action="store_true", help="every annotator in the run's vocabulary")
+    p.add_argument("--task", help="the task id, for runs conditioned on task")
+    p.add_argument("--language", help="the language id, for runs conditioned on language")
+    p.add_argument("--merged", action="store_true", help="write one full merged model for one condition instead "
+                   "(unquantized backbones only)")
     p = sub.add_parser("config", help="every config key with its type, default and meaning")
     p.add_argument("key", nargs="?", help="a key or section, e.g. train.lr or adapter (default: all)")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
@@ -221,7 +266,7 @@ def _version() -> str:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "tune": cmd_tune, "onboard": cmd_onboard, "predict": cmd_predict,
-            "config": cmd_config}
+            "config": cmd_config, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
