@@ -60,18 +60,22 @@ class HyperNetwork(nn.Module):
         self.trunk = nn.Sequential(*trunk)
 
         self.head_a, self.head_b = nn.ModuleDict(), nn.ModuleDict()
+        k = cfg.head_rank
         for group, members in self._groups.items():
             d_in, d_out = members[0].d_in, members[0].d_out
-            head_a = nn.Linear(cfg.hidden_dim, rank * d_in)
+            head_a = nn.Linear(k or cfg.hidden_dim, rank * d_in)
             # A starts like LoRA's kaiming-uniform A (bias ~ U(+-1/sqrt(d_in))) with a
             # condition-dependent part of the same size, so B's first gradients are
             # of LoRA's usual magnitude whatever the hidden width.
             bound = 1.0 / math.sqrt(d_in)
             nn.init.uniform_(head_a.bias, -bound, bound)
-            nn.init.normal_(head_a.weight, std=bound / math.sqrt(cfg.hidden_dim))
-            head_b = nn.Linear(cfg.hidden_dim, d_out * rank)
+            nn.init.normal_(head_a.weight, std=bound / math.sqrt(k or cfg.hidden_dim))
+            head_b = nn.Linear(k or cfg.hidden_dim, d_out * rank)
             nn.init.zeros_(head_b.weight)  # B = 0: the first forward equals the frozen model
             nn.init.zeros_(head_b.bias)
+            if k:  # adapter.hypernet.head_rank: hidden -> k -> r*d (a bottleneck, no bias, unit-variance init)
+                head_a = nn.Sequential(_bottleneck(cfg.hidden_dim, k), head_a)
+                head_b = nn.Sequential(_bottleneck(cfg.hidden_dim, k), head_b)
             self.head_a[group], self.head_b[group] = head_a, head_b
 
     def embed_conditions(self, categorical: torch.Tensor | None, instance: torch.Tensor | None) -> torch.Tensor:
@@ -103,6 +107,13 @@ class HyperNetwork(nn.Module):
             for j, spec in enumerate(members):
                 weights[spec.name] = (A[j], B[j])
         return weights
+
+
+def _bottleneck(width: int, k: int) -> nn.Linear:
+    """hidden -> k without bias, initialised so its outputs keep the trunk's scale."""
+    lin = nn.Linear(width, k, bias=False)
+    nn.init.normal_(lin.weight, std=1.0 / math.sqrt(width))
+    return lin
 
 
 def module_groups(specs: list[ModuleSpec]) -> dict[str, list[ModuleSpec]]:

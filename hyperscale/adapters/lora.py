@@ -37,11 +37,25 @@ def unique_conditions(batch: dict, fields: list[str]) -> tuple[torch.Tensor, tor
 
 
 class HyperLoRA(nn.Module):
-    def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool):
+    """Generated A, B per unique condition; options (adapter.hypernet.*): `shared` (a SharedLoRA
+    added to every generated pair: shared_base) and `condition_dropout` (training rows moved to
+    the unknown condition -1, whose embedding is each table's mean row)."""
+
+    def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool,
+                 shared: SharedLoRA | None = None, condition_dropout: float = 0.0):
         super().__init__()
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
+        self.shared, self.condition_dropout = shared, condition_dropout
+
+    def _condition_ids(self, batch: dict) -> dict:
+        if not (self.training and self.condition_dropout > 0 and self.fields):
+            return batch
+        n = batch[f"cond_{self.fields[0]}"].shape[0]
+        drop = torch.rand(n, device=batch[f"cond_{self.fields[0]}"].device) < self.condition_dropout  # (B,)
+        return {**batch, **{f"cond_{f}": torch.where(drop, -1, batch[f"cond_{f}"]) for f in self.fields}}
 
     def forward(self, batch: dict, instance: torch.Tensor | None = None) -> tuple[Weights, torch.Tensor]:
+        batch = self._condition_ids(batch)
         if self.uses_instance:
             # Every input is its own condition (Hyperdecoders): U = B.
             n = instance.shape[0]
@@ -51,7 +65,11 @@ class HyperLoRA(nn.Module):
         else:
             cat, index = unique_conditions(batch, self.fields)
             cond = self.hypernet.embed_conditions(cat, None)
-        return self.hypernet(cond), index
+        weights = self.hypernet(cond)
+        if self.shared is not None:  # (1, r, d_in) / (1, d_out, r) broadcast over the U conditions
+            base, _ = self.shared(batch, instance)
+            weights = {name: (A + base[name][0], B + base[name][1]) for name, (A, B) in weights.items()}
+        return weights, index
 
     def annotator_tables(self) -> list[tuple[nn.Module, str]]:
         tables = self.hypernet.tables

@@ -115,8 +115,24 @@ class HypernetConfig:
     """Hidden layers of the MLP trunk."""
     dropout: float = 0.0
     """Dropout inside the trunk, in [0, 1)."""
+    shared_base: bool = False
+    """Add one learned LoRA pair per module (as shared_lora's, B zero-initialised) to every
+    generated A and B: every row trains the shared part and the hypernetwork only learns
+    each condition's deviation from it. Off by default (not yet shown to help on validation)."""
+    condition_dropout: float = 0.0
+    """In training, the share of rows whose categorical conditions are replaced by the unknown
+    id (-1: each table's mean row, the fallback unseen annotators get), so the mean condition
+    is trained as a condition of its own. In [0, 1); 0 turns it off (the default)."""
+    head_rank: int | None = None
+    """Factor each A/B output head (hidden_dim x r*d) through a bottleneck of this width
+    (hidden_dim x head_rank, then head_rank x r*d): most of the hypernetwork's parameters
+    sit in those heads. Unset: full heads (the default)."""
 
     def __post_init__(self):
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ConfigError("adapter.hypernet.condition_dropout", f"{self.condition_dropout} is outside [0, 1).")
+        if self.head_rank is not None and self.head_rank < 1:
+            raise ConfigError("adapter.hypernet.head_rank", f"{self.head_rank} must be >= 1 or unset.")
         for name in ("condition_dim", "instance_dim", "module_dim", "hidden_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"adapter.hypernet.{name}", "must be >= 1.")

@@ -17,14 +17,15 @@ class HyperLoRAKind(AdapterKind):
 
     def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):
         from hyperscale.adapters.hypernet import HyperNetwork
-        from hyperscale.adapters.lora import HyperLoRA
+        from hyperscale.adapters.lora import HyperLoRA, SharedLoRA
 
         a = cfg.adapter
         uses_instance = "instance" in a.conditions
         fields = [c for c in a.conditions if c in CATEGORICAL]
         hypernet = HyperNetwork(a.hypernet, specs, a.rank, {f: condition_sizes[f] for f in fields},
                                 instance_in=backbone.hidden_size if uses_instance else None)
-        return HyperLoRA(hypernet, fields, uses_instance)
+        shared = SharedLoRA(specs, a.rank) if a.hypernet.shared_base else None
+        return HyperLoRA(hypernet, fields, uses_instance, shared, a.hypernet.condition_dropout)
 
 
 KIND = HyperLoRAKind()
