@@ -322,7 +322,8 @@ def _specs(run):
 
 
 def _base_name(run) -> str:
-    """base_model_name_or_path: a local model folder as an absolute path; a built-in name as it is."""
+    """base_model_name_or_path: a local model folder as an absolute path; a built-in name as it is (not on any
+    hub under that name: `base_model(run)` rebuilds it, and --merged writes a full model)."""
     name = run.cfg.model.name_or_path
     return str(Path(name).absolute()) if Path(name).is_dir() else name
 
@@ -438,7 +439,8 @@ def _info(run, cond: Condition, fmt: str, kind) -> dict:
         "format": FORMAT, "kind": cfg.adapter.kind, "condition": cond.values, "fallback": cond.fallback,
         "fallback_means": kind.unknown_annotator if cond.fallback else None,
         "task": cfg.model.task, "labels": run.labels, "scale": cfg.adapter.scale, "rank": cfg.adapter.rank,
-        "base": {"name_or_path": cfg.model.name_or_path, "quantization": cfg.model.quantization,
+        "base": {"name_or_path": cfg.model.name_or_path, "num_layers": getattr(cfg.model, "num_layers", None),
+                 "quantization": cfg.model.quantization,
                  "compute_dtype": run.model.runtime.get("compute_dtype", cfg.model.compute_dtype)},
         "tokenizer": {"pad_token_id": run.tokenizer.pad_token_id, "padding_side": "right",
                       "max_length": cfg.model.max_length},
@@ -481,6 +483,10 @@ def base_model(run, fmt: str | None = None) -> torch.nn.Module:
         loaded = embedded.model(m.task)
     else:
         loaded = _local_model(m)
+    if getattr(m, "num_layers", None) is not None:  # the run kept only the first N blocks
+        from hyperscale.backbones.load import keep_first_blocks
+
+        keep_first_blocks(loaded, m.num_layers)
     loaded.config.pad_token_id = run.tokenizer.pad_token_id
     if fmt != "seq_cls":
         return loaded.float().eval()

@@ -55,11 +55,13 @@ def _peft_logits(peft_model, batch, info, head, **kw):
 
 
 # every backbone x every exportable LoRA kind; the variants ride along: a decoder pooled by its mean (head
-# beside the LoRA), a regex target, some blocks only, causal_lm, multi_head's per-annotator heads
+# beside the LoRA), a regex target, some blocks only, causal_lm, multi_head's per-annotator heads, hyper_lora's
+# shared_base (a shared pair added to every generated one) and factored heads
 CASES = [("llama", "hyper_lora", ()), ("llama", "shared_lora", ("adapter.target_modules=[re:.*proj]",)),
          ("llama", "per_annotator_lora", ("model.pooling=mean",)),
          ("bert", "hyper_lora", ()), ("bert", "shared_lora", ()), ("bert", "per_annotator_lora", ()),
-         ("gpt2", "hyper_lora", ()), ("gpt2", "shared_lora", ("adapter.layers=[1]",)),
+         ("gpt2", "hyper_lora", ("adapter.hypernet.shared_base=true", "adapter.hypernet.head_rank=4")),
+         ("gpt2", "shared_lora", ("adapter.layers=[1]",)),
          ("gpt2", "per_annotator_lora", CAUSAL), ("llama", "hyper_lora", CAUSAL + ("adapter.layers=[-1]",)),
          ("llama", "multi_head", ())]
 
@@ -206,3 +208,31 @@ def test_cli_export_all(tmp_path, capsys):
     assert "6 adapters" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2"), "--all"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smollm2_4bit_causal_lm_export_predicts_like_hyperscale(tmp_path):
+    """The embedded SmolLM2-135M in NF4, causal_lm: 3 exported annotators loaded by peft on the same NF4 base.
+
+    peft's bnb Linear4bit dequantizes the same NF4 weights, but adds the LoRA in its own order and dtype, so
+    this is held to a stated tolerance, not 1e-5: class probabilities within 1e-3, the same labels."""
+    pytest.importorskip("bitsandbytes")
+    from hyperscale.backbones.quantize import quantize_body
+
+    run_dir = _run(tmp_path, "llama", "hyper_lora", "model.name_or_path=smollm2-135m", "model.quantization=4bit",
+                   *CAUSAL, "adapter.rank=2", "adapter.layers=[-2,-1]")
+    names = ["a0", "a3", "a5"]
+    export(run_dir, tmp_path / "out", names)
+    run = load_run(run_dir)
+    base = base_model(run)
+    quantize_body(base.base_model, "4bit", torch.float32)  # hyperscale's own NF4 of the same weights
+    texts = ["the old road was closed again", "what a lovely quiet garden", "you are all idiots"]
+    for name in names:
+        folder = tmp_path / "out" / name
+        peft_model = peft.PeftModel.from_pretrained(base, str(folder), adapter_name="x").eval()
+        batch, ref = _batch(run, texts, [name])
+        got = _peft_logits(peft_model, batch, json.loads((folder / "hyperscale.json").read_text()), None)
+        p_got, p_ref = got.softmax(-1), ref.softmax(-1)
+        assert (p_got - p_ref).abs().max() < 1e-3
+        assert torch.equal(p_got.argmax(-1), p_ref.argmax(-1))
+        base = peft_model.unload()
