@@ -110,14 +110,15 @@ def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 
 
 
 def export(run_dir: str | Path, out: str | Path, annotators="all", *, task: str | None = None,
-           language: str | None = None, merged: bool = False) -> dict:
+           language: str | None = None, merged: bool = False, with_base: bool = False) -> dict:
     """One PEFT LoRA directory per requested condition under `out` (serve/export.py); returns export.json.
 
-    `annotators`: "all", a list or "a,b,c"; `merged`: one full merged checkpoint for one condition instead.
+    `annotators`: "all", a list or "a,b,c"; `merged`: one full merged checkpoint for one condition instead;
+    `with_base`: also the exact base model in out/base, which every adapter_config.json then names.
     """
     from hyperscale.serve.export import export as _export
 
-    return _export(run_dir, out, annotators, task=task, language=language, merged=merged)
+    return _export(run_dir, out, annotators, task=task, language=language, merged=merged, with_base=with_base)
 
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, annotators="all", *,

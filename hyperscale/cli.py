@@ -169,7 +169,8 @@ def cmd_export(args) -> int:
     from hyperscale.api import export
 
     annotators = "all" if args.all else (args.annotators or "")
-    s = export(args.run_dir, args.out, annotators, task=args.task, language=args.language, merged=args.merged)
+    s = export(args.run_dir, args.out, annotators, task=args.task, language=args.language, merged=args.merged,
+               with_base=args.with_base)
     fallback = [a["dir"] for a in s["adapters"] if a["fallback"]]
     if s.get("merged"):
         print(f"merged checkpoint for {s['adapters'][0]['condition']} -> {args.out} ({s['seconds']:.1f} s)")
@@ -179,6 +180,27 @@ def cmd_export(args) -> int:
     if fallback:
         print(f"{len(fallback)} condition(s) unknown to this run got the fallback ({s['fallback_means']}), flagged "
               f"in their hyperscale.json: {', '.join(fallback[:5])}", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from hyperscale.serve.predict import Predictor
+
+    predictor = Predictor.from_run(args.run_dir)
+    out = predictor.generate(list(args.prompt), args.annotators, max_new_tokens=args.max_new_tokens,
+                             do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                             template=not args.raw)
+    if args.out:
+        if args.out.endswith(".jsonl"):
+            out.to_json(args.out, orient="records", lines=True)
+        else:
+            out.to_csv(args.out, index=False)
+        print(f"{len(out)} completions -> {args.out}")
+    else:
+        for r in out.itertuples():
+            print(f"[{r.prompt_index}] {r.annotator}{'' if r.known else '*'}: {r.completion!r}")
+    if not out["known"].all():
+        print("* unknown to this run: generated with the kind's fallback adapter.", file=sys.stderr)
     return 0
 
 
@@ -250,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="the language id, for runs conditioned on language")
     p.add_argument("--merged", action="store_true", help="write one full merged model for one condition instead "
                    "(unquantized backbones only)")
+    p.add_argument("--with-base", action="store_true", help="also write the exact unquantized base model to OUT/base "
+                   "and name it in every adapter_config.json (built-in backbones are on no hub under their name)")
+    p = sub.add_parser("generate", help="completions of prompts from many perspectives in one batched decode "
+                       "(each row with its own generated adapter; model.task causal_lm runs)")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
+    p.add_argument("--annotators", default="all", help="comma-separated annotator ids, or 'all'")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument("--raw", action="store_true", help="do not wrap prompts in the run's model.prompt_template")
+    p.add_argument("--out", default=None, help="write .csv or .jsonl instead of printing")
     p = sub.add_parser("config", help="every config key with its type, default and meaning")
     p.add_argument("key", nargs="?", help="a key or section, e.g. train.lr or adapter (default: all)")
     p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
@@ -266,7 +302,8 @@ def _version() -> str:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "tune": cmd_tune, "onboard": cmd_onboard, "predict": cmd_predict,
-            "config": cmd_config, "export": cmd_export}
+            "config": cmd_config, "export": cmd_export,
+            "generate": cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

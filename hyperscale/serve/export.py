@@ -36,6 +36,12 @@ conditioned on the instance (Hyperdecoders: the adapter differs per input, there
 no fixed adapter to write). An annotator the run never saw gets the kind's
 documented fallback adapter, flagged `"fallback"` in hyperscale.json.
 
+`--with-base` also writes the exact unquantized base (a Hugging Face folder, OUT/base) and names it in every
+adapter_config.json: built-in backbones (the embedded SmolLM2 GGUF, the tiny test models) are on no hub under
+their hyperscale name, and a multi-LoRA server needs a base folder. A 4-bit run's base is written unquantized:
+a server reproduces the run's base only if it quantizes it as hyperscale did (bitsandbytes NF4 with
+Params4bit's defaults, backbones/quantize.py); that has not been tried with any server here.
+
 The output is built in a temporary folder beside OUT and renamed into place, so an
 existing OUT is replaced whole or not at all.
 """
@@ -59,6 +65,7 @@ INFO = "hyperscale.json"
 INDEX = "export.json"
 HEAD = "head.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+BASE_DIR = "base"  # --with-base
 GENERATE_CHUNK = 256  # conditions per hypernetwork call: bounds memory for --all on 100k annotators
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "modernbert"}
 
@@ -78,8 +85,8 @@ def refusal(cfg) -> str | None:
                 "plus a learned annotator embedding), which neither a LoRA nor a sequence-classification head can "
                 "express. Serve it with `hyperscale predict`, or train adapter.kind=hyper_lora / per_annotator_lora.")
     if kind not in ("hyper_lora", "shared_lora", "per_annotator_lora", "multi_head"):
-        return f"adapter.kind={kind} has no export rule; exportable: hyper_lora, shared_lora, per_annotator_lora, " \
-               f"multi_head."
+        return (f"adapter.kind={kind} has no export rule; exportable: hyper_lora, shared_lora, per_annotator_lora, "
+                f"multi_head.")
     return None
 
 
@@ -180,6 +187,12 @@ def _temp_beside(out: Path) -> Path:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
     return tmp
+
+
+def _readable(folder: Path) -> None:
+    """safetensors writes its files 0600; a serving process often runs as another user."""
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -329,9 +342,10 @@ def _base_name(run) -> str:
 
 
 def export(run_dir: str | Path, out: str | Path, annotators="all", *, task: str | None = None,
-           language: str | None = None, merged: bool = False) -> dict:
+           language: str | None = None, merged: bool = False, with_base: bool = False) -> dict:
     """Write one PEFT LoRA directory per requested condition under `out` (or, `merged`, one full merged
-    checkpoint at `out`). Returns export.json's content. Checks everything it can before the model loads."""
+    checkpoint at `out`; `with_base`, the base model too: write_export). Returns export.json's content.
+    Checks everything it can before the model loads."""
     from hyperscale.config import load_config
     from hyperscale.data.vocab import ConditionVocab
     from hyperscale.rundir import RunDir
@@ -355,18 +369,25 @@ def export(run_dir: str | Path, out: str | Path, annotators="all", *, task: str 
                           "export the LoRA directories (no --merged) and serve them on the quantized base, or train "
                           "with model.quantization=none.")
     conditions = resolve_conditions(ConditionVocab.load(str(run_path.vocab)), annotators, task, language)
+    if merged and with_base:
+        raise DataError("--with-base adds the base model beside adapter directories; --merged already writes a "
+                        "full model. Fix: pass one of them.")
     if merged and len(conditions) != 1:
         raise DataError(f"--merged writes one full model for one condition; {len(conditions)} were requested. "
                         f"Fix: pass one annotator (--annotators a01).")
     out = check_out(out)
 
     run = load_run(run_path.path)
-    return write_export(run, conditions, out, merged=merged)
+    return write_export(run, conditions, out, merged=merged, with_base=with_base)
 
 
-def write_export(run, conditions: list[Condition], out: Path, *, merged: bool = False,
+def write_export(run, conditions: list[Condition], out: Path, *, merged: bool = False, with_base: bool = False,
                  dtype: torch.dtype = torch.float32) -> dict:
     """Write the export of `conditions` (resolve_conditions) of a loaded run to `out` (checked by check_out).
+
+    `with_base`: also write the exact unquantized base model to OUT/base (a Hugging Face folder) and point
+    every adapter's base_model_name_or_path at it, so peft's AutoPeftModel* and multi-LoRA servers need
+    nothing else (built-in backbones are on no hub under their hyperscale name).
 
     `dtype`: of the written A, B and head (float32: what the hypernetwork computes in; float64 only for tests
     that hold the export exact without float32 rounding)."""
@@ -382,6 +403,8 @@ def write_export(run, conditions: list[Condition], out: Path, *, merged: bool = 
     specs = _specs(run)
     full = {s.name: prefix + s.name for s in specs}
     config = lora_config(run, fmt, list(full.values()), model)
+    if with_base:
+        config.base_model_name_or_path = str(out / BASE_DIR)
     kind = get_kind(cfg.adapter.kind)
     started = time.perf_counter()
     tmp = _temp_beside(out)
@@ -406,9 +429,14 @@ def write_export(run, conditions: list[Condition], out: Path, *, merged: bool = 
             (folder / INFO).write_text(json.dumps(info, indent=1))
             index.append({"dir": cond.name, "condition": cond.values, "fallback": cond.fallback,
                           "bytes": (folder / ADAPTER_WEIGHTS).stat().st_size})
+        if with_base:
+            base = base_model(run, fmt)
+            base.save_pretrained(str(tmp / BASE_DIR))
+            run.tokenizer.save_pretrained(str(tmp / BASE_DIR))
         summary = {"format": FORMAT, "run_dir": str(Path(run.run_dir).absolute()), "kind": cfg.adapter.kind,
-                   "task_type": TASK_TYPES[fmt], "head": fmt, "base_model_name_or_path": _base_name(run),
-                   "n_adapters": len(index), "adapters": index, "condition_vocab": {f: run.vocab.ids(f) for f in run.vocab.fields},
+                   "task_type": TASK_TYPES[fmt], "head": fmt, "base_model_name_or_path": config.base_model_name_or_path,
+                   "n_adapters": len(index), "adapters": index,
+                   "condition_vocab": {f: run.vocab.ids(f) for f in run.vocab.fields},
                    "fallback_means": kind.unknown_annotator, "labels": run.labels,
                    "seconds": round(time.perf_counter() - started, 3)}
         if merged:
@@ -422,10 +450,12 @@ def write_export(run, conditions: list[Condition], out: Path, *, merged: bool = 
             summary["merged"] = True
             summary["seconds"] = round(time.perf_counter() - started, 3)
             (final / INDEX).write_text(json.dumps(summary, indent=1))
+            _readable(final)
             _swap_in(final, out)
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             (tmp / INDEX).write_text(json.dumps(summary, indent=1))
+            _readable(tmp)
             _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

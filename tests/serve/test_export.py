@@ -142,6 +142,18 @@ def test_float64_round_trip_is_exact(tmp_path):
         base = peft_model.unload()
 
 
+def test_with_base_is_self_contained_for_auto_peft(tmp_path):
+    """--with-base: peft's AutoPeftModelForCausalLM needs only the adapter folder (base found by its config)."""
+    run_dir = _run(tmp_path, "gpt2", "hyper_lora", *CAUSAL)
+    summary = export(run_dir, tmp_path / "out", ["a2"], with_base=True)
+    assert summary["base_model_name_or_path"] == str((tmp_path / "out" / "base").absolute())
+    model = peft.AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "out" / "a2")).eval()
+    run = load_run(run_dir)
+    batch, ref = _batch(run, TEXTS, ["a2"])
+    got = _peft_logits(model, batch, json.loads((tmp_path / "out" / "a2" / "hyperscale.json").read_text()), None)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_merged_checkpoint_predicts_like_the_adapter(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
