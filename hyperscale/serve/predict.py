@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from hyperscale.errors import DataError
 from hyperscale.serve.run import LoadedRun, load_run
@@ -80,6 +81,39 @@ class Predictor:
             out[f"p_{name}"] = probs[:, c]
         return out
 
+    def generate(self, prompts: list[str], annotators: list[str] | str = "all", max_new_tokens: int = 32,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 template: bool = True) -> pd.DataFrame:
+        """One completion per (prompt, annotator), every row decoded with its own generated adapter.
+
+        All rows go through one batched decode (serve/generate.py). `template`: wrap each prompt in the
+        run's model.prompt_template, as training did. Columns: prompt_index, prompt, annotator, known,
+        completion, n_tokens.
+        """
+        from hyperscale.serve.generate import generate_tokens
+
+        if isinstance(annotators, str):
+            annotators = self.annotators if annotators == "all" else [a.strip() for a in annotators.split(",") if a.strip()]
+        prompts, annotators = [str(p) for p in prompts], list(dict.fromkeys(str(a) for a in annotators))
+        if not prompts or not annotators:
+            raise DataError(f"nothing to generate: {len(prompts)} prompts x {len(annotators)} annotators. "
+                            f"Fix: pass at least one prompt and one annotator (or 'all').")
+        run, tok = self.run, self.run.tokenizer
+        frame = self._frame(prompts, annotators)
+        texts = [run.cfg.model.prompt_template.format(text=t) if template else t for t in frame["text"]]
+        token_lists = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
+        conditions = {f: torch.from_numpy(run.vocab.index(f, frame[f])) for f in run.fields}
+        completions = generate_tokens(run.model, token_lists, conditions, tok.pad_token_id, tok.eos_token_id,
+                                      max_new_tokens, do_sample, temperature, top_p, seed)
+        return pd.DataFrame({
+            "prompt_index": np.repeat(np.arange(len(prompts)), len(annotators)),
+            "prompt": frame["text"].to_numpy(),
+            "annotator": frame["annotator"].to_numpy(),
+            "known": conditions["annotator"].numpy() >= 0 if "annotator" in conditions else True,
+            "completion": [tok.decode(c, skip_special_tokens=True) for c in completions],
+            "n_tokens": [len(c) for c in completions],
+        })
+
     @staticmethod
     def matrix(long: pd.DataFrame) -> pd.DataFrame:
         """texts x annotators table of predicted labels; unknown annotators' columns marked with '*'."""
@@ -105,5 +139,5 @@ def read_texts(path: str) -> list[str]:
         if "text" not in frame:
             raise DataError(f"--texts {path!r} has no 'text' column (columns: {list(frame.columns)}). Fix: name the "
                             f"column holding the texts 'text'.")
-        return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame["text"]]
+        return ["" if v is None or pd.isna(v) else str(v) for v in frame["text"]]
     return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
