@@ -49,10 +49,12 @@ def test_quantized_backbone_wraps_bnb_layers(mode):
     assert model.lora.hypernet.head_b["q_proj"].weight.grad.abs().sum() > 0
 
 
-def test_gradient_checkpointing_sees_same_generated_weights():
+@pytest.mark.parametrize("kind", ["hyper_lora", "shared_lora", "per_annotator_lora", "annotator_embedding",
+                                  "multi_head"])
+def test_gradient_checkpointing_sees_same_generated_weights(kind):
     grads = []
     for ckpt in (False, True):
-        model = seeded_model(tiny_config(f"model.gradient_checkpointing={str(ckpt).lower()}"))
+        model = seeded_model(tiny_config(f"adapter.kind={kind}", f"model.gradient_checkpointing={str(ckpt).lower()}"))
         randomise_b(model)
         model.train()
         calls = []
@@ -62,7 +64,7 @@ def test_gradient_checkpointing_sees_same_generated_weights():
         out["loss"].backward()
         assert len(calls) == (2 if ckpt else 1)  # checkpointing really recomputed the layer
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 5
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) >= 3
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
 
