@@ -31,7 +31,8 @@ ZeRO stage and offload. Terms, per device (N = workers):
                  Fused attention (SDPA) is assumed: no T x T matrix is kept. With gradient
                  checkpointing only each block's input (H) is kept, plus one block's worth.
   workspace      bitsandbytes dequantizes a quantized projection to the compute dtype for every
-                 training matmul: the largest one, once, plus one block's backward transients.
+                 training matmul: the largest one, once; plus backward's gradients in flight
+                 through one block (2 x hidden + 2 x intermediate per token).
 
 `--measure` builds the model through hyperscale's own builder and DeepSpeed engine, runs
 optimizer steps on a synthetic batch, and compares the measured peak (RSS above the
@@ -242,7 +243,9 @@ def predict(cfg, shape: ModelShape, *, perspectives: int, workers: int, batch: i
         kept = grad_layers * per_token_block
     activations = tokens * s * (kept + rank_terms + 2 * shape.hidden)
     largest = max(a * b for a, b in projections.values())
-    workspace = (largest * s if quant != "none" else 0.0) + tokens * s * per_token_block
+    # Backward's transients on top of what is kept: the gradients in flight through one block
+    # (two of hidden size, two of MLP size per token) and the dequantized weight.
+    workspace = (largest * s if quant != "none" else 0.0) + tokens * s * 2 * (shape.hidden + shape.intermediate)
 
     terms = {"weights": weights, "trainable": trainable, "master": master, "gradients": grads,
              "grad_buckets": buckets, "optimizer": optimizer, "activations": activations, "workspace": workspace}

@@ -584,6 +584,31 @@ def main(argv: list[str] | None = None) -> int:
         return make_batch(setting, vocab_size, len(labels), seed=1000 * r + hash(setting) % 997, device=ctx.device)
 
     groups = list(dict.fromkeys(p.group for p in points))
+
+    def write_report(done: list[str], trainable: dict | None, workers: list[dict]) -> dict:
+        """bench.json / bench.md / plots of the groups done so far (rewritten after each group)."""
+        finished = [p for p in points if p.group in done]
+        runtime = next((p.runner.runtime for p in finished if p.runner is not None and p.runner.runtime), {})
+        report = {"config": args.config, "overrides": args.overrides, "quick": args.quick,
+                  "base": asdict(base), "sweeps": sweeps, "variants": variants, "groups": done,
+                  "groups_planned": groups, "rounds": rounds, "warmup": warmup,
+                  "timer": "time.perf_counter around engine(batch) / engine.backward / engine.step "
+                           "(torch.cuda.synchronize first on CUDA); hypernet by forward hooks on the LoRA module",
+                  "memory_method": memory.method,
+                  "note": "Measured on a machine shared with other jobs: absolute times are noisy; the ratios come "
+                          "from steps timed side by side in the same rounds.",
+                  "environment": _environment(ctx.device, runtime, threads, dtype.reason),
+                  "points": [_point_json(p, cache) for p in finished], "ratios": ratios(finished),
+                  "trainable_at_1000": trainable, "targets": targets(finished, trainable), "workers": workers,
+                  "wall_s": time.perf_counter() - t_start}
+        from hyperscale.bench.plots import train_plots
+
+        report["plots"] = [str(p) for p in train_plots(report, out)]
+        (out / "bench.json").write_text(json.dumps(report, indent=1))
+        (out / "bench.md").write_text(markdown(report))
+        return report
+
+    trainable = trainable_at(cache, 1000, base.rank)
     for i, group in enumerate(groups):
         members = [p for p in points if p.group == group]
         log(f"[{group}] building {len({RunnerCache.key(p) for p in members})} variant model(s)")
@@ -593,30 +618,11 @@ def main(argv: list[str] | None = None) -> int:
         run_group(members, rounds, warmup, batch_for, log)
         later = {RunnerCache.key(p) for p in points if p.group in groups[i + 1:]}
         cache.keep_only(later)
-    trainable = trainable_at(cache, 1000, base.rank)
-    runtime = next((p.runner.runtime for p in points if p.runner is not None and p.runner.runtime), {})
+        write_report(groups[: i + 1], trainable, [])
+        log(f"[{group}] done; {out / 'bench.md'} updated")
     workers = run_workers(cfg, sweeps["workers"], out, args.worker_steps, log) if "workers" in sweeps else []
-
-    report = {"config": args.config, "overrides": args.overrides, "quick": args.quick,
-              "base": asdict(base), "sweeps": sweeps, "variants": variants, "groups": groups,
-              "rounds": rounds, "warmup": warmup,
-              "timer": "time.perf_counter around engine(batch) / engine.backward / engine.step "
-                       "(torch.cuda.synchronize first on CUDA); hypernet by forward hooks on the LoRA module",
-              "memory_method": memory.method,
-              "note": "Measured on a machine shared with other jobs: absolute times are noisy; the ratios come "
-                      "from steps timed side by side in the same rounds.",
-              "environment": _environment(ctx.device, runtime, threads, dtype.reason),
-              "points": [_point_json(p, cache) for p in points], "ratios": ratios(points),
-              "trainable_at_1000": trainable, "targets": targets(points, trainable), "workers": workers,
-              "wall_s": None}
-    from hyperscale.bench.plots import train_plots
-
-    report["plots"] = [str(p) for p in train_plots(report, out)]
-    report["wall_s"] = time.perf_counter() - t_start
-    (out / "bench.json").write_text(json.dumps(report, indent=1))
-    md = markdown(report)
-    (out / "bench.md").write_text(md)
-    print(md)
+    report = write_report(groups, trainable, workers)
+    print(markdown(report))
     log(f"wrote {out / 'bench.json'}, {out / 'bench.md'} and {len(report['plots'])} plot(s) "
         f"in {report['wall_s']:.0f}s")
     return 0
