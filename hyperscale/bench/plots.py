@@ -49,7 +49,7 @@ def _variants_plot(points: list[dict], report: dict, path: Path) -> Path:
         st = p["step"]
         ax.plot([i, i], [1e3 * st["min"], 1e3 * st["max"]], color="black", lw=1)
         ax.text(i, 1e3 * st["max"], f"{1e3 * st['median']:.0f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("ms per optimizer step (median phases; line: min-max of the step)")
+    ax.set_ylabel("ms per optimizer step\n(median phases; line: min-max)")
     s = points[0]["setting"]
     ax.set_title(f"variants side by side: P={s['perspectives']} k={s['conditions']} T={s['seq_len']} "
                  f"B={s['batch']} r={s['rank']}\n{_env_line(report)}", fontsize=9)
