@@ -114,7 +114,7 @@ def _train(engine, seeds):
         engine.step()
 
 
-@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("stage", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_engine_updates_only_touched_rows_and_resumes_exactly(stage, tmp_path):
     """Through the real DeepSpeed engine (ZeRO 0: our optimizer on the tables; ZeRO 2: on DeepSpeed's flat
     partition), with its clipping: rows no batch used never move; save -> load -> continue equals going on."""
