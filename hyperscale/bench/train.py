@@ -230,8 +230,8 @@ class RunnerCache:
     """Built variants keyed by (variant, perspectives, rank): settings that only change the batch
     (conditions, seq_len, batch) share one model; runners no later group needs are released."""
 
-    def __init__(self, cfg, backbone, labels, device, memory: Memory, log):
-        self.cfg, self.backbone, self.labels, self.device = cfg, backbone, labels, device
+    def __init__(self, cfg, backbone, labels, device, memory: Memory, log, clock: str = "wall"):
+        self.cfg, self.backbone, self.labels, self.device, self.clock = cfg, backbone, labels, device, clock
         self.memory, self.log = memory, log
         self.runners: dict[tuple, object] = {}
         self.resident: dict[tuple, int | None] = {}
@@ -255,7 +255,7 @@ class RunnerCache:
             t0 = time.perf_counter()
             try:
                 runner = build_runner(p.variant, self.cfg, self.backbone, p.setting.perspectives, p.setting.rank,
-                                      self.labels, self.device)
+                                      self.labels, self.device, self.clock)
             except ConfigError as e:
                 self.errors[k] = str(e)
                 self.log(f"  {p.variant} at P={p.setting.perspectives} r={p.setting.rank}: skipped ({e})")
@@ -425,7 +425,8 @@ def markdown(report: dict) -> str:
     lines = [f"# hyperscale bench train: {report['config']}", "",
              (f"{env['device']} | compute dtype {env['compute_dtype']} | kernel backend {env['kernel_backend']} | "
               f"torch threads {env['torch_threads']} | {env['cpu'].get('model', '')} ({', '.join(env['cpu'].get('flags', []))})"), "",
-             (f"Interleaved rounds: {report['warmup']} warm-up round(s) dropped, {report['rounds']} timed; times are "
+             (f"Clock: {report['timer']}. "
+              f"Interleaved rounds: {report['warmup']} warm-up round(s) dropped, {report['rounds']} timed; times are "
               f"medians [min-max] in ms; ratios are per-round ratios (median [min-max]). {report['note']}"), ""]
     refs = {(r["group"], r["variant"], json.dumps(r["setting"], sort_keys=True), r["vs"]): r for r in report["ratios"]}
 
@@ -506,6 +507,9 @@ def _parse(argv):
     p.add_argument("--rounds", type=int, help="timed rounds (default: 5 with --quick, else 9)")
     p.add_argument("--warmup", type=int, help="warm-up rounds dropped (default: 1 with --quick, else 2)")
     p.add_argument("--threads", type=int, help="torch threads (default: the CPUs this process may use)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: perf_counter (default); cpu: this process's CPU time, for a CPU shared with other "
+                        "jobs (use with --threads 1: it then measures compute, not waiting for a core)")
     p.add_argument("--worker-steps", type=int, default=6, help="optimizer steps per workers=N run (default: 6)")
     return p.parse_args(argv)
 
@@ -577,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     memory = Memory(ctx.device)
     import deepspeed  # noqa: F401 -- imported before any build, so no variant's memory counts the libraries
     import peft  # noqa: F401
-    cache = RunnerCache(cfg, backbone, labels, ctx.device, memory, log)
+    if args.clock == "cpu" and ctx.device.type == "cuda":
+        raise ConfigError("--clock", "cpu times this process's CPU, not GPU kernels.", "use --clock wall on a GPU.")
+    cache = RunnerCache(cfg, backbone, labels, ctx.device, memory, log, args.clock)
 
     def batch_for(setting: Setting, r: int) -> dict:
         # The same batch for every variant of a setting in a round; a new one each round.
@@ -592,8 +598,11 @@ def main(argv: list[str] | None = None) -> int:
         report = {"config": args.config, "overrides": args.overrides, "quick": args.quick,
                   "base": asdict(base), "sweeps": sweeps, "variants": variants, "groups": done,
                   "groups_planned": groups, "rounds": rounds, "warmup": warmup,
-                  "timer": "time.perf_counter around engine(batch) / engine.backward / engine.step "
-                           "(torch.cuda.synchronize first on CUDA); hypernet by forward hooks on the LoRA module",
+                  "clock": args.clock,
+                  "timer": ("time.process_time (CPU time of this process)" if args.clock == "cpu" else
+                            "time.perf_counter (torch.cuda.synchronize first on CUDA)")
+                           + " around engine(batch) / engine.backward / engine.step; hypernet by forward hooks on "
+                             "the LoRA module",
                   "memory_method": memory.method,
                   "note": "Measured on a machine shared with other jobs: absolute times are noisy; the ratios come "
                           "from steps timed side by side in the same rounds.",

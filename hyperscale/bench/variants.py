@@ -36,15 +36,18 @@ KINDS = {"hyper_lora": "hyper_lora", "shared_lora": "shared_lora", "per_annotato
 
 
 class _Clock:
-    """perf_counter that first waits for the device (CUDA kernels are asynchronous)."""
+    """Seconds now: wall clock (perf_counter, after waiting for CUDA kernels), or with kind="cpu"
+    this process's CPU time (time.process_time): on a CPU shared with other jobs, with one torch
+    thread, that is what a step cost in compute, without the time spent waiting for a core."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, kind: str = "wall"):
         self.cuda = device.type == "cuda"
+        self._now = time.process_time if kind == "cpu" else time.perf_counter
 
     def __call__(self) -> float:
         if self.cuda:
             torch.cuda.synchronize()
-        return time.perf_counter()
+        return self._now()
 
 
 class _HookTimer:
@@ -172,7 +175,7 @@ def variant_config(cfg, variant: str, rank: int):
 
 
 def build_runner(variant: str, cfg, master_backbone, perspectives: int, rank: int, labels: list[str],
-                 device: torch.device) -> Runner:
+                 device: torch.device, clock: str = "wall") -> Runner:
     """Build `variant` at `perspectives` annotators and `rank` on a copy of `master_backbone`.
 
     Raises ConfigError when the variant refuses the size (per_annotator_lora's bound).
@@ -180,7 +183,7 @@ def build_runner(variant: str, cfg, master_backbone, perspectives: int, rank: in
     from hyperscale.model import build_model
     from hyperscale.training.engine import build_engine
 
-    clock = _Clock(device)
+    clock = _Clock(device, clock)
     backbone = copy.deepcopy(master_backbone)
     sizes = {"annotator": perspectives}
     torch.manual_seed(0)

@@ -22,11 +22,13 @@ def test_bench_train_writes_every_output(tmp_path):
     cfg.write_text(TINY_YAML)
     out = tmp_path / "out"
     rc = bench.main([str(cfg), "--out", str(out), "--batch", "4", "--rounds", "2", "--warmup", "0", "--threads", "1",
+                     "--clock", "cpu",
                      "--sweep", "perspectives=16,64", "--sweep", "conditions=1,4"])
     assert rc == 0
     report = json.loads((out / "bench.json").read_text())
     env = report["environment"]
     assert env["kernel_backend"] in ("torch", "triton") and env["torch_threads"] == 1
+    assert report["clock"] == "cpu" and "process_time" in report["timer"]
     assert {"torch", "transformers", "peft", "deepspeed"} <= set(env["versions"])
     base = {p["variant"]: p for p in report["points"] if p["group"] == "base"}
     assert set(base) == set(bench._variants())
