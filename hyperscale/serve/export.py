@@ -513,6 +513,12 @@ def base_model(run, fmt: str | None = None) -> torch.nn.Module:
         loaded = embedded.model(m.task)
     else:
         loaded = _local_model(m)
+    if type(getattr(loaded, "hf_quantizer", None)).__name__ == "GgufHfQuantizer":
+        # A GGUF file is dequantized to float32 on load, but transformers keeps its quantizer tag, which refuses
+        # .float() and would make save_pretrained (--merged, --with-base) write a GGUF quantization_config.
+        loaded.hf_quantizer, loaded.is_quantized, loaded.quantization_method = None, False, None
+        if getattr(loaded.config, "quantization_config", None) is not None:
+            del loaded.config.quantization_config
     if getattr(m, "num_layers", None) is not None:  # the run kept only the first N blocks
         from hyperscale.backbones.load import keep_first_blocks
 
