@@ -202,7 +202,7 @@ def run_compare(config_path: str, kinds: str, run_dir: str | Path, overrides: li
         dirs = {name: [sub for _, sub, _ in runs] for name, runs in plan}
         summary["bootstrap"] = stats.bootstrap_run_dirs(dirs, min_items, n_boot=n_boot)
         summary["bootstrap"]["wall_s"] = time.perf_counter() - t0
-        table += "\n" + stats.markdown(summary["bootstrap"])
+        table += "\n" + stats.markdown(summary["bootstrap"], summary["scored_split"])
         stats.plot_intervals(summary["bootstrap"], run_dir / "bootstrap_intervals.png")
     write_atomic(run_dir / "compare.json", to_json(summary, indent=2))
     write_atomic(run_dir / "compare.md", table)

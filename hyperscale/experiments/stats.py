@@ -155,10 +155,11 @@ def bootstrap_run_dirs(run_dirs: dict[str, list[str | Path]], min_items: int = 5
     return paired_bootstrap(runs, labels, min_items, n_boot, seed)
 
 
-def markdown(result: dict) -> str:
-    """compare.md's second table: each kind's difference to the best other kind, with its interval."""
+def markdown(result: dict, split: str = "eval") -> str:
+    """compare.md's second table: each kind's difference to the best other kind, with its interval
+    (`split`: the scored split's name, for the caption)."""
     pct = round(100 * result["confidence"])
-    lines = [(f"Paired bootstrap over {result['n_items']} eval items ({result['n_boot']} resamples; "
+    lines = [(f"Paired bootstrap over {result['n_items']} {split} items ({result['n_boot']} resamples; "
              f"{pct}% percentile intervals; {result['seeds_pairing']}). `diff` = kind - best other kind "
              f"(soft CE: lower is better); an interval containing 0 is a tie."), "",
              "| kind | " + " | ".join(f"{m}: diff [{pct}% CI] vs best other" for m in METRICS) + " |",
