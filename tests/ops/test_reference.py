@@ -83,9 +83,9 @@ def test_kernels_folder_is_not_the_pypi_kernels_package():
 
 
 @pytest.mark.parametrize("counts", [[5, 5, 5], [1, 4, 2, 0], [9, 1, 1, 1, 1], [7]])
-def test_grid_and_loop_paths_match_rowloop(counts, monkeypatch):
-    """Both ways the torch op groups rows (a (U, M) grid, or a loop when the grid would be mostly padding)
-    hold the float64 contract, and a plan made once is reused as is."""
+def test_one_hot_grid_and_loop_paths_match_rowloop(counts, monkeypatch):
+    """The three ways the torch op computes (a one-hot layout while U * r is small, a (U, M) grid, a loop when
+    the grid would be mostly padding) hold the float64 contract, and a plan made once is reused as is."""
     from hyperscale.ops import reference
 
     g = torch.Generator().manual_seed(5)
@@ -96,11 +96,12 @@ def test_grid_and_loop_paths_match_rowloop(counts, monkeypatch):
     ref = lowrank_update_rowloop(*ref_inputs, idx, 0.5)
     dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     want = torch.autograd.grad(ref, ref_inputs, dy)
-    for padding in (1e9, 0.0):  # grid whenever possible; loop always (except U == 1)
+    for width, padding in ((10**9, 0.0), (0, 1e9), (0, 0.0)):  # one-hot; grid whenever possible; loop (U > 1)
+        monkeypatch.setattr(reference, "ONE_HOT_WIDTH", width)
         monkeypatch.setattr(reference, "MAX_PADDING", padding)
         seg = reference.plan_segments(idx, U)
-        assert seg.batched == (padding > 1 or U == 1)
         out = torch_lowrank_update(base, x, A, B, idx, 0.5, seg)
+        assert seg._grouping is None if width else seg.grouping.batched == (padding > 1 or U == 1)
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
         for got, w in zip(torch.autograd.grad(out, (base, x, A, B), dy), want):
             torch.testing.assert_close(got, w, rtol=1e-12, atol=1e-12)
