@@ -41,8 +41,8 @@ class Segments:
       plain GEMMs against A and B stacked as (U * r, d): U times the FLOPs the
       update needs, but no gather, sort or per-condition call. Adding exact zeros
       changes no sum. Measured per layer (forward + backward, 1 thread, 16 rows of
-      32 tokens, 12 conditions, r=2): 2.5 ms at SmolLM2's 576x576 against 7.1 (grid)
-      and 4.8 (loop); 0.65 ms at the tiny Llama's 64x64 against 1.25 and 1.88.
+      32 tokens, 12 conditions, r=2, CPU time): 3.3 ms at SmolLM2's 576x576 against
+      6.3 (grid) and 4.1 (loop); 0.56 ms at the tiny Llama's 64x64 against 1.35 and 1.63.
     - grid / loop: `grouping` (computed on first use, then shared), below.
     """
 
