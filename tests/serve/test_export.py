@@ -226,8 +226,9 @@ def test_cli_export_all(tmp_path, capsys):
 def test_smollm2_4bit_causal_lm_export_predicts_like_hyperscale(tmp_path):
     """The embedded SmolLM2-135M in NF4, causal_lm: 3 exported annotators loaded by peft on the same NF4 base.
 
-    peft's bnb Linear4bit dequantizes the same NF4 weights, but adds the LoRA in its own order and dtype, so
-    this is held to a stated tolerance, not 1e-5: class probabilities within 1e-3, the same labels."""
+    peft's bnb Linear4bit dequantizes the same NF4 weights, but adds the LoRA in its own order, so this is held
+    to a stated tolerance: class probabilities within 1e-4 and the same labels (measured with float32 compute:
+    at most 6.6e-6 in probability, 4e-5 in logits of magnitude up to 8)."""
     pytest.importorskip("bitsandbytes")
     from hyperscale.backbones.quantize import quantize_body
 
@@ -245,6 +246,6 @@ def test_smollm2_4bit_causal_lm_export_predicts_like_hyperscale(tmp_path):
         batch, ref = _batch(run, texts, [name])
         got = _peft_logits(peft_model, batch, json.loads((folder / "hyperscale.json").read_text()), None)
         p_got, p_ref = got.softmax(-1), ref.softmax(-1)
-        assert (p_got - p_ref).abs().max() < 1e-3
+        assert (p_got - p_ref).abs().max() < 1e-4
         assert torch.equal(p_got.argmax(-1), p_ref.argmax(-1))
         base = peft_model.unload()
