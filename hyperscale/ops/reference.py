@@ -170,7 +170,10 @@ class LowRankUpdate(torch.autograd.Function):
         if ctx.one_hot:
             cols = plan.columns(rank)  # (N, r)
             h_all = x @ A.reshape(n_adapters * rank, -1).t()  # (N, U r): every condition's h, for every row
-            h = x.new_zeros(h_all.shape).scatter_(1, cols, h_all.gather(1, cols))  # (N, U r): own block only
+            if n_adapters == 1:  # every row's block is the whole matrix (shared_lora)
+                h = h_all
+            else:
+                h = x.new_zeros(h_all.shape).scatter_(1, cols, h_all.gather(1, cols))  # (N, U r): own block only
             y = h @ B.transpose(1, 2).reshape(n_adapters * rank, -1)  # (N, d_out)
             ctx.save_for_backward(x, A, B, h, cols)
             return torch.add(base_out, y.to(base_out.dtype), alpha=scale)
@@ -223,7 +226,10 @@ def _backward_one_hot(d_out, x, A, B, h, cols, scale: float, need_x, need_a, nee
         dB = ((h.t() @ dy) * scale).view(n_adapters, rank, -1).transpose(1, 2)  # (U, d_out, r)
     if need_a or need_x:
         dh_all = (dy @ B.transpose(1, 2).reshape(n_adapters * rank, -1).t()) * scale  # (N, U r)
-        dh = torch.zeros_like(dh_all).scatter_(1, cols, dh_all.gather(1, cols))  # own block only
+        if n_adapters == 1:
+            dh = dh_all
+        else:
+            dh = torch.zeros_like(dh_all).scatter_(1, cols, dh_all.gather(1, cols))  # own block only
         if need_a:
             dA = (dh.t() @ x).view(n_adapters, rank, d_in)  # (U, r, d_in)
         if need_x:
