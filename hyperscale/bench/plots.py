@@ -88,5 +88,6 @@ def _sweep_plot(points: list[dict], key: str, report: dict, path: Path) -> Path:
 
 def _env_line(report: dict) -> str:
     env = report["environment"]
-    return (f"{env['device']}, {env['compute_dtype']}, {env['torch_threads']} thread(s), "
+    clock = "CPU time" if report.get("clock") == "cpu" else "wall clock"
+    return (f"{env['device']}, {env['compute_dtype']}, {env['torch_threads']} thread(s), {clock}, "
             f"{report['rounds']} interleaved rounds")

@@ -427,7 +427,9 @@ def markdown(report: dict) -> str:
               f"torch threads {env['torch_threads']} | {env['cpu'].get('model', '')} ({', '.join(env['cpu'].get('flags', []))})"), "",
              (f"Clock: {report['timer']}. "
               f"Interleaved rounds: {report['warmup']} warm-up round(s) dropped, {report['rounds']} timed; times are "
-              f"medians [min-max] in ms; ratios are per-round ratios (median [min-max]). {report['note']}"), ""]
+              f"medians [min-max] in ms; ratios are per-round ratios (median [min-max]). {report['note']}"
+              + (" samples/s and tokens/s are per second of this process's CPU time." if report.get("clock") == "cpu"
+                 else "")), ""]
     refs = {(r["group"], r["variant"], json.dumps(r["setting"], sort_keys=True), r["vs"]): r for r in report["ratios"]}
 
     def ratio_cell(p, vs):
