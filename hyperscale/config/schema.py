@@ -431,7 +431,7 @@ class RunConfig:
         if runtime:
             from hyperscale.config.parse import RUNTIME_KEY
 
-            text += (f"# Written by hyperscale when the run started; ignored when this file is loaded.\n"
+            text += ("# Written by hyperscale when the run started; ignored when this file is loaded.\n"
                      + yaml.safe_dump({RUNTIME_KEY: runtime}, sort_keys=False))
         return text
 

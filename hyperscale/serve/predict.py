@@ -53,15 +53,19 @@ class Predictor:
                 frame[f] = None  # task / language not given: unknown -> fallback
         return frame
 
-    def predict(self, texts: list[str], annotators: list[str] | str = "all") -> pd.DataFrame:
-        """One row per (text, annotator): predicted label, class probabilities and `known`."""
+    def _request(self, texts: list[str], annotators: list[str] | str, verb: str, noun: str) -> tuple[list, list]:
+        """Texts and annotator ids as strings ('all' or 'a,b' expanded; a repeated id is one column); none is an error."""
         if isinstance(annotators, str):
             annotators = self.annotators if annotators == "all" else [a.strip() for a in annotators.split(",") if a.strip()]
-        # One column per annotator: a repeated id asks for the same column twice.
         texts, annotators = [str(t) for t in texts], list(dict.fromkeys(str(a) for a in annotators))
         if not texts or not annotators:
-            raise DataError(f"nothing to predict: {len(texts)} texts x {len(annotators)} annotators. "
-                            f"Fix: pass at least one text and one annotator (or 'all').")
+            raise DataError(f"nothing to {verb}: {len(texts)} {noun} x {len(annotators)} annotators. "
+                            f"Fix: pass at least one of the {noun} and one annotator (or 'all').")
+        return texts, annotators
+
+    def predict(self, texts: list[str], annotators: list[str] | str = "all") -> pd.DataFrame:
+        """One row per (text, annotator): predicted label, class probabilities and `known`."""
+        texts, annotators = self._request(texts, annotators, "predict", "texts")
         blank = [i + 1 for i, t in enumerate(texts) if not t.strip()]
         if blank:
             raise DataError(f"text {', '.join(map(str, blank[:5]))} of {len(texts)} is empty: there is nothing to "
@@ -92,12 +96,7 @@ class Predictor:
         """
         from hyperscale.serve.generate import generate_tokens
 
-        if isinstance(annotators, str):
-            annotators = self.annotators if annotators == "all" else [a.strip() for a in annotators.split(",") if a.strip()]
-        prompts, annotators = [str(p) for p in prompts], list(dict.fromkeys(str(a) for a in annotators))
-        if not prompts or not annotators:
-            raise DataError(f"nothing to generate: {len(prompts)} prompts x {len(annotators)} annotators. "
-                            f"Fix: pass at least one prompt and one annotator (or 'all').")
+        prompts, annotators = self._request(prompts, annotators, "generate", "prompts")
         run, tok = self.run, self.run.tokenizer
         frame = self._frame(prompts, annotators)
         texts = [run.cfg.model.prompt_template.format(text=t) if template else t for t in frame["text"]]

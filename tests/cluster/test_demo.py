@@ -31,7 +31,7 @@ def test_make_demo_resumes_an_interrupted_run_then_says_it_is_complete(tmp_path)
     run_dir = tmp_path / "demo"
     out, _ = _make_demo(run_dir, fault="raise:rank=0:step=5")
     assert out.returncode != 0
-    assert f"to resume it: hyperscale train configs/demo.yaml" in out.stderr and str(run_dir) in out.stderr
+    assert "to resume it: hyperscale train configs/demo.yaml" in out.stderr and str(run_dir) in out.stderr
     assert sorted(p.name for p in run_dir.glob("checkpoint_0*")) == ["checkpoint_000002", "checkpoint_000004"]
 
     out, _ = _make_demo(run_dir)
