@@ -112,6 +112,14 @@ def _trainable(config: dict) -> None:
     spec = config["spec"]
     os.chdir(spec["cwd"])  # Tune starts trials in their own folder; config paths are the driver's
     os.environ.update(spec["env"])
+    # A trial is its own one-process world. Ray's workers start with the driver's environment, so
+    # rendezvous variables a driver process set for itself (an earlier in-process run) would make
+    # concurrent trials bind the same port (EADDRINUSE): drop them unless this process has a group.
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(key, None)
     import torch
     from ray import tune
 
@@ -136,6 +144,11 @@ def select(trials: list[dict]) -> dict:
     """The trial with the highest validation macro-F1; ties (1e-9) go to the lower soft CE."""
     ok = [t for t in trials if not t["failed"] and np.isfinite(t["macro_f1"])]
     if not ok:
+        crashed = [t["error"] for t in trials if t.get("error")]
+        if crashed:
+            raise HyperscaleError(f"every trial of {trials[0]['kind']} failed; the first crashed with {crashed[0]} "
+                                  f"(the full traceback is in the trial's error.txt under RUN_DIR/ray_tune). Fix: "
+                                  f"that error, then run tune again into a new --run-dir.")
         raise HyperscaleError(f"every trial of {trials[0]['kind']} failed (see trial_error.txt in their run "
                               f"directories). Fix: narrow the space (a lower train.lr).")
     best = max(t["macro_f1"] for t in ok)
@@ -194,6 +207,8 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                                  "macro_f1": m.get("macro_f1", float("nan")), "micro_f1": m.get("micro_f1", float("nan")),
                                  "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
                                  "failed": int(m.get("failed", 1) if r.error is None else 1)}
+        if r.error is not None:  # crashed outside training's own errors: keep why, for the message below
+            done[spec["run_dir"]]["error"] = f"{type(r.error).__name__}: {str(r.error).strip().splitlines()[-1]}"
     out = {"config": config_path, "overrides": shared, "trials_per_kind": trials, "seed": seed,
            "scheduler": "FIFO (every trial runs its full budget)", "concurrency": concurrency,
            "selection": "highest validation macro_f1, ties by lower validation soft_ce",

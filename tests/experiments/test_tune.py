@@ -44,9 +44,15 @@ def test_selection_by_validation_macro_f1_then_soft_ce():
 
 
 @pytest.mark.slow
-def test_tune_two_trials_then_compare_from_tune(tmp_path):
+def test_tune_two_trials_then_compare_from_tune(tmp_path, monkeypatch):
     from hyperscale.experiments.tune import compare_from_tune, run_tune
+    from hyperscale.training.distributed import _free_port
 
+    # What an earlier in-process run leaves in the driver's environment, which Ray's workers inherit:
+    # two concurrent trials must not both rendezvous on this one port.
+    for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(key, value)
     out = run_tune(CONFIG, "hyper_lora,shared_lora", tmp_path / "tune", SHORT, trials=1, concurrency=2)
     assert json.loads((tmp_path / "tune" / "tune.json").read_text())["kinds"].keys() == {"hyper_lora", "shared_lora"}
     data = load_data(load_config(CONFIG, [*SHORT, "data.validation_fraction=0.2"]).data)
