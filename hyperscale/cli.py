@@ -211,6 +211,9 @@ def cmd_config(args) -> int:
     return 0
 
 
+BENCHES = ["kernels", "train", "memory"]
+
+
 def cmd_bench(args, rest: list[str]) -> int:
     # Each benchmark parses its own arguments (`hyperscale bench train --help`).
     import importlib
@@ -288,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write .csv or .jsonl instead of printing")
     p = sub.add_parser("config", help="every config key with its type, default and meaning")
     p.add_argument("key", nargs="?", help="a key or section, e.g. train.lr or adapter (default: all)")
-    p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)")
-    p.add_argument("what", choices=["kernels", "train", "memory"],
+    # add_help=False: `hyperscale bench train --help` is the benchmark's own help (its parser reads the rest).
+    p = sub.add_parser("bench", help="benchmarks (print a table, write JSON)", add_help=False)
+    p.add_argument("what", choices=BENCHES,
                    help="kernels: the batched low-rank op; train: end-to-end optimizer steps against peft, the "
                         "frozen base and the seed loop; memory: bytes per device predicted (and --measure'd)")
     return parser
