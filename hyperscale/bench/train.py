@@ -522,6 +522,17 @@ def _variants():
     return VARIANTS
 
 
+def _load_note() -> str:
+    """What the load at the start says about the times (recorded, never assumed)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cpus = os.cpu_count() or 1
+    side = "the ratios come from steps timed side by side in the same rounds."
+    if load is not None and load > 0.5 * cpus:
+        return (f"The machine was loaded when this started (1-minute load average {load:.1f} on {cpus} CPUs): "
+                f"absolute times are noisy; {side}")
+    return f"Ratios: {side}"
+
+
 def _environment(device, runtime: dict, threads: int, dtype_reason: str) -> dict:
     import torch
 
@@ -606,8 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                            + " around engine(batch) / engine.backward / engine.step; hypernet by forward hooks on "
                              "the LoRA module",
                   "memory_method": memory.method,
-                  "note": "Measured on a machine shared with other jobs: absolute times are noisy; the ratios come "
-                          "from steps timed side by side in the same rounds.",
+                  "note": _load_note(),
                   "environment": _environment(ctx.device, runtime, threads, dtype.reason),
                   "points": [_point_json(p, cache) for p in finished], "ratios": ratios(finished),
                   "trainable_at_1000": trainable, "targets": targets(finished, trainable), "workers": workers,
