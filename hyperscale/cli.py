@@ -68,15 +68,13 @@ def cmd_compare(args) -> int:
 
         run_dir = args.run_dir or str(Path(args.from_tune) / "compare")
         summary = compare_from_tune(args.from_tune, run_dir, parse_seeds(args.seeds))
-        print((Path(run_dir) / "compare.md").read_text())
-        print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
-        return 0 if summary["kinds"] else 1
-    if not args.config or not args.kinds:
-        raise ConfigError("compare", "needs CONFIG and --kinds (or --from-tune DIR).",
-                          "e.g. hyperscale compare configs/synthetic.yaml --kinds hyper_lora,shared_lora.")
-    run_dir = args.run_dir or str(default_run_dir(load_config(args.config, args.overrides),
-                                                  f"compare-{Path(args.config).stem}"))
-    summary = compare(args.config, args.kinds, run_dir, overrides=args.overrides, seeds=parse_seeds(args.seeds))
+    else:
+        if not args.config or not args.kinds:
+            raise ConfigError("compare", "needs CONFIG and --kinds (or --from-tune DIR).",
+                              "e.g. hyperscale compare configs/synthetic.yaml --kinds hyper_lora,shared_lora.")
+        run_dir = args.run_dir or str(default_run_dir(load_config(args.config, args.overrides),
+                                                      f"compare-{Path(args.config).stem}"))
+        summary = compare(args.config, args.kinds, run_dir, overrides=args.overrides, seeds=parse_seeds(args.seeds))
     print((Path(run_dir) / "compare.md").read_text())
     print(f"run directory: {run_dir}  (compare.json, compare.md, *.png, one sub run per kind)")
     return 0 if summary["kinds"] else 1
