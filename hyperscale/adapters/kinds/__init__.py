@@ -55,8 +55,13 @@ class AdapterKind:
                               "set model.task=classification for this baseline.")
 
     def build_lora(self, cfg, specs, condition_sizes: dict[str, int], backbone, n_classes: int):
-        """-> an nn.Module called as lora(batch, instance) -> ({name: (A, B)}, seq_index)."""
-        raise NotImplementedError
+        """-> an nn.Module called as lora(batch, instance) -> ({name: (A, B)}, seq_index).
+
+        Default: one LoRA shared by every row (the kinds whose perspective lives in the head);
+        kinds with per-condition adapters override it."""
+        from hyperscale.adapters.lora import SharedLoRA
+
+        return SharedLoRA(specs, cfg.adapter.rank)
 
     def build_head(self, cfg, backbone, labels: list[str], condition_sizes: dict[str, int]):
         """-> a Head. Default: a linear classifier, or the frozen LM head for causal_lm."""

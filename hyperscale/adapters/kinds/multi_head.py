@@ -12,11 +12,6 @@ class MultiHeadKind(AdapterKind):
     own_classifier = True
     unknown_annotator = "the mean head"
 
-    def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):
-        from hyperscale.adapters.lora import SharedLoRA
-
-        return SharedLoRA(specs, cfg.adapter.rank)
-
     def build_head(self, cfg, backbone, labels, condition_sizes):
         from hyperscale.adapters.heads import MultiHead
 

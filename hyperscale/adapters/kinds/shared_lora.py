@@ -12,11 +12,6 @@ class SharedLoRAKind(AdapterKind):
     can_aggregate = True
     unknown_annotator = "the shared LoRA (it has no per-annotator part)"
 
-    def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):
-        from hyperscale.adapters.lora import SharedLoRA
-
-        return SharedLoRA(specs, cfg.adapter.rank)
-
     def train_frame(self, frame, labels, cfg):
         if not cfg.adapter.aggregate_labels:
             return frame
