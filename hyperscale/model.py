@@ -51,16 +51,26 @@ class PerspectivistModel(nn.Module):
                            use_cache=False).last_hidden_state  # (B, T, H)
         pooled = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H)
         logits = self.head(pooled, batch).float()  # (B, C)
+        bias = self.logit_bias(batch)
+        if bias is not None:
+            logits = logits + bias.float()
         out = {"logits": logits}
         if "labels" in batch:
             out["loss"] = self.head.loss(pooled, logits, batch["labels"])
         return out
 
+    def logit_bias(self, batch: dict) -> torch.Tensor | None:
+        """(B, C) a per-condition class-logit bias from the LoRA module (hyper_lora's
+        adapter.hypernet.condition_bias: adapters/condition_bias.py), or None."""
+        fn = getattr(self.lora, "logit_bias_for", None)
+        return fn(batch) if fn is not None else None
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
     def param_groups(self, lr: float, annotator_lr_scale: float, lazy_tables: bool = False) -> list[dict]:
-        """Optimizer groups: the per-annotator tables at lr * annotator_lr_scale, the rest at lr.
+        """Optimizer groups: the per-annotator tables at lr * annotator_lr_scale, parameters the LoRA
+        module lists in `lr_scales()` at lr * their scale, the rest at lr.
 
         Each annotator's row gets a gradient only from that annotator's rows (1/n of a
         batch), so it moves about n times slower than the shared weights at the same lr.
@@ -72,7 +82,12 @@ class PerspectivistModel(nn.Module):
         trainable = self.trainable_parameters()
         tables = [p for p in trainable if id(p) in table_ids]
         rest = [p for p in trainable if id(p) not in table_ids]
-        groups = [{"params": rest, "lr": lr}]
+        groups = []
+        for params, scale in getattr(self.lora, "lr_scales", list)():  # e.g. hyper_lora's head_lr_scale
+            ids = {id(p) for p in params}
+            groups.append({"params": [p for p in rest if id(p) in ids], "lr": lr * scale})
+            rest = [p for p in rest if id(p) not in ids]
+        groups.insert(0, {"params": rest, "lr": lr})
         if tables:
             groups.append({"params": tables, "lr": lr * annotator_lr_scale, **({LAZY: True} if lazy_tables else {})})
         return groups

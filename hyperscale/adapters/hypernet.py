@@ -46,6 +46,7 @@ class HyperNetwork(nn.Module):
             nn.init.normal_(table.weight, std=1.0)
         self.instance_proj = nn.Linear(instance_in, cfg.instance_dim) if instance_in else None
         cond_width = len(self.fields) * cfg.condition_dim + (cfg.instance_dim if instance_in else 0)
+        self.cond_width = cond_width
 
         self._groups = module_groups(specs)  # group name -> its specs, by layer
         self.group_names = list(self._groups)
@@ -77,6 +78,10 @@ class HyperNetwork(nn.Module):
                 head_a = nn.Sequential(_bottleneck(cfg.hidden_dim, k), head_a)
                 head_b = nn.Sequential(_bottleneck(cfg.hidden_dim, k), head_b)
             self.head_a[group], self.head_b[group] = head_a, head_b
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The A/B output heads' parameters (adapter.hypernet.head_lr_scale sets their learning rate)."""
+        return [*self.head_a.parameters(), *self.head_b.parameters()]
 
     def embed_conditions(self, categorical: torch.Tensor | None, instance: torch.Tensor | None) -> torch.Tensor:
         """(U, F) categorical ids (-1 = unknown) and (U, instance_in) vectors -> (U, cond_width).

@@ -37,25 +37,46 @@ def unique_conditions(batch: dict, fields: list[str]) -> tuple[torch.Tensor, tor
 
 
 class HyperLoRA(nn.Module):
-    """Generated A, B per unique condition; options (adapter.hypernet.*): `shared` (a SharedLoRA
-    added to every generated pair: shared_base) and `condition_dropout` (training rows moved to
-    the unknown condition -1, whose embedding is each table's mean row)."""
+    """Generated A, B per unique condition; options (adapter.hypernet.*):
+
+    - `shared` (shared_base): the residual form W x + B0 A0 x + B_gen(c) A_gen(c) x. The shared
+      pair (A0, B0; B0 zero-initialised, as shared_lora's) is stacked with the generated one at
+      rank 2r, A = [A0; A_gen] (U, 2r, d_in), B = [B0, B_gen] (U, d_out, 2r), so B A is exactly the
+      sum: every row trains the shared part and the hypernetwork (B_gen zero-initialised) only
+      learns each condition's deviation. (The first form added A0 into A_gen, which doubled A's
+      initial scale; measured worse on validation, docs/results.md.)
+    - `condition_dropout`: training rows moved to a null condition. With `shared` the null
+      condition is the shared pair alone (its generated B is 0), so those rows train exactly a
+      shared LoRA; without it they get the unknown id -1 (each table's mean row).
+    - `logit_bias` (condition_bias): a per-condition class-logit bias read from the condition
+      embedding (adapters/condition_bias.py); `logit_bias_for(batch)` gives it per row.
+    - `head_lr_scale`: the learning-rate multiplier of the hypernetwork's A/B heads (`lr_scales`).
+    """
 
     def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool,
-                 shared: SharedLoRA | None = None, condition_dropout: float = 0.0):
+                 shared: SharedLoRA | None = None, condition_dropout: float = 0.0,
+                 logit_bias: nn.Module | None = None, head_lr_scale: float = 1.0):
         super().__init__()
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
         self.shared, self.condition_dropout = shared, condition_dropout
+        self.logit_bias, self.head_lr_scale = logit_bias, head_lr_scale
 
-    def _condition_ids(self, batch: dict) -> dict:
-        if not (self.training and self.condition_dropout > 0 and self.fields):
-            return batch
-        n = batch[f"cond_{self.fields[0]}"].shape[0]
-        drop = torch.rand(n, device=batch[f"cond_{self.fields[0]}"].device) < self.condition_dropout  # (B,)
-        return {**batch, **{f"cond_{f}": torch.where(drop, -1, batch[f"cond_{f}"]) for f in self.fields}}
+    @property
+    def out_rank(self) -> int:
+        """The rank of the published pairs: r, or 2r in the residual form (what an export writes)."""
+        return self.hypernet.rank * (2 if self.shared is not None else 1)
+
+    def _dropped_rows(self, batch: dict) -> torch.Tensor | None:
+        """(B,) bool: the training rows moved to the null condition this step, or None."""
+        if not (self.training and self.condition_dropout > 0 and (self.fields or self.shared is not None)):
+            return None
+        n = batch["input_ids"].shape[0]
+        return torch.rand(n, device=batch["input_ids"].device) < self.condition_dropout
 
     def forward(self, batch: dict, instance: torch.Tensor | None = None) -> tuple[Weights, torch.Tensor]:
-        batch = self._condition_ids(batch)
+        drop = self._dropped_rows(batch)
+        if drop is not None and self.shared is None:  # null condition = the unknown id (tables' mean rows)
+            batch = {**batch, **{f"cond_{f}": torch.where(drop, -1, batch[f"cond_{f}"]) for f in self.fields}}
         if self.uses_instance:
             # Every input is its own condition (Hyperdecoders): U = B.
             n = instance.shape[0]
@@ -66,10 +87,33 @@ class HyperLoRA(nn.Module):
             cat, index = unique_conditions(batch, self.fields)
             cond = self.hypernet.embed_conditions(cat, None)
         weights = self.hypernet(cond)
-        if self.shared is not None:  # (1, r, d_in) / (1, d_out, r) broadcast over the U conditions
-            base, _ = self.shared(batch, instance)
-            weights = {name: (A + base[name][0], B + base[name][1]) for name, (A, B) in weights.items()}
-        return weights, index
+        if self.shared is None:
+            return weights, index
+        base, _ = self.shared(batch, instance)  # (1, r, d_in), (1, d_out, r)
+        null = drop is not None
+        if null:  # one more slot, U: the shared pair with a zero deviation
+            index = torch.where(drop, cond.shape[0], index)
+        out = {}
+        for name, (A, B) in weights.items():
+            A0, B0 = base[name]
+            if null:
+                A = torch.cat([A, torch.zeros_like(A[:1])])
+                B = torch.cat([B, torch.zeros_like(B[:1])])
+            U = A.shape[0]
+            out[name] = (torch.cat([A0.expand(U, -1, -1), A], dim=1),  # (U, 2r, d_in)
+                         torch.cat([B0.expand(U, -1, -1), B], dim=2))  # (U, d_out, 2r)
+        return out, index
+
+    def logit_bias_for(self, batch: dict) -> torch.Tensor | None:
+        """(B, C) each row's condition logit bias (from its categorical conditions), or None when off."""
+        if self.logit_bias is None:
+            return None
+        parts = [gather_rows(self.hypernet.tables[f].weight, batch[f"cond_{f}"]) for f in self.fields]  # (B, cd)
+        return self.logit_bias(torch.cat(parts, dim=-1))
+
+    def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters trained at lr * a scale other than 1 (model.param_groups)."""
+        return [(self.hypernet.head_parameters(), self.head_lr_scale)] if self.head_lr_scale != 1.0 else []
 
     def annotator_tables(self) -> list[tuple[nn.Module, str]]:
         tables = self.hypernet.tables

@@ -116,13 +116,22 @@ class HypernetConfig:
     dropout: float = 0.0
     """Dropout inside the trunk, in [0, 1)."""
     shared_base: bool = False
-    """Add one learned LoRA pair per module (as shared_lora's, B zero-initialised) to every
-    generated A and B: every row trains the shared part and the hypernetwork only learns
-    each condition's deviation from it. Off by default (not yet shown to help on validation)."""
+    """The residual form: W x + B0 A0 x + B_gen(c) A_gen(c) x, with one learned shared pair per
+    module (A0, B0, as shared_lora's, B0 zero-initialised) beside the generated one (B_gen
+    zero-initialised), published stacked at rank 2r. Every row trains the shared part; the
+    hypernetwork only learns each condition's deviation. Exports write the stacked rank-2r pair."""
     condition_dropout: float = 0.0
-    """In training, the share of rows whose categorical conditions are replaced by the unknown
-    id (-1: each table's mean row, the fallback unseen annotators get), so the mean condition
-    is trained as a condition of its own. In [0, 1); 0 turns it off (the default)."""
+    """In training, the share of rows moved to a null condition, in [0, 1); 0 turns it off (the
+    default). With shared_base the null condition is the shared pair alone (a shared LoRA);
+    without it, the unknown id (-1: each table's mean row, the fallback unseen annotators get)."""
+    condition_bias: bool = False
+    """Condition the classifier too: add a per-condition class-logit bias W e(c) computed from
+    the categorical condition embeddings (W zero-initialised; cond_width x C shared parameters,
+    none per annotator). Annotators differ most in base rate, which a low-rank update of a few
+    attention projections learns poorly. model.task=classification only."""
+    head_lr_scale: float = 1.0
+    """Learning-rate multiplier of the hypernetwork's A/B output heads (the rest of the trunk
+    trains at train.lr, the annotator table at train.lr * train.annotator_lr_scale)."""
     head_rank: int | None = None
     """Factor each A/B output head (hidden_dim x r*d) through a bottleneck of this width
     (hidden_dim x head_rank, then head_rank x r*d): most of the hypernetwork's parameters
@@ -133,6 +142,8 @@ class HypernetConfig:
             raise ConfigError("adapter.hypernet.condition_dropout", f"{self.condition_dropout} is outside [0, 1).")
         if self.head_rank is not None and self.head_rank < 1:
             raise ConfigError("adapter.hypernet.head_rank", f"{self.head_rank} must be >= 1 or unset.")
+        if not self.head_lr_scale > 0:
+            raise ConfigError("adapter.hypernet.head_lr_scale", f"{self.head_lr_scale} must be > 0.")
         for name in ("condition_dim", "instance_dim", "module_dim", "hidden_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"adapter.hypernet.{name}", "must be >= 1.")

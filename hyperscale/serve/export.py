@@ -236,7 +236,12 @@ def head_weights(run, condition: Condition, dtype=torch.float32) -> tuple[torch.
 
     head = run.model.head
     if isinstance(head, ClassHead):
-        return head.proj.weight.to(dtype).clone(), head.proj.bias.to(dtype).clone()
+        bias = head.proj.bias.to(dtype).clone()
+        cond = {f"cond_{f}": torch.tensor([condition.index[f]]) for f in run.vocab.fields}
+        extra = run.model.logit_bias(cond)  # hyper_lora's condition_bias: this condition's own (1, C) bias
+        if extra is not None:
+            bias += extra[0].to(dtype)
+        return head.proj.weight.to(dtype).clone(), bias
     if isinstance(head, MultiHead):  # weight (n, H, C), bias (n, C); unknown -> the mean head
         ids = torch.tensor([condition.index["annotator"]])
         return gather_rows(head.weight, ids)[0].t().to(dtype).contiguous(), gather_rows(head.bias, ids)[0].to(dtype)
@@ -299,8 +304,9 @@ def lora_config(run, fmt: str, full_names: list[str], model):
             else:
                 target = "^(?:" + "|".join(re.escape(n) for n in full_names) + ")$"
     types = {dispatch(model.get_submodule(n)).name for n in full_names}
+    rank = getattr(run.model.lora, "out_rank", a.rank)  # hyper_lora's residual form: [A0; A_gen] at 2r
     config = LoraConfig(
-        r=a.rank, lora_alpha=a.scale * a.rank, lora_dropout=0.0, bias="none", target_modules=target,
+        r=rank, lora_alpha=a.scale * rank, lora_dropout=0.0, bias="none", target_modules=target,
         inference_mode=True,
         fan_in_fan_out="conv1d" in types,  # GPT-2's Conv1D stores (d_in, d_out)
         task_type=TASK_TYPES[fmt], modules_to_save=["score"] if fmt == "seq_cls" else None,

@@ -1,6 +1,7 @@
-"""hyper_lora's options (adapter.hypernet.shared_base, condition_dropout, head_rank): shapes, a first
-forward equal to the frozen model, and gradients reaching what they should."""
+"""hyper_lora's options (adapter.hypernet.shared_base, condition_dropout, head_rank, condition_bias,
+head_lr_scale): shapes, a first forward equal to the frozen model, and gradients reaching what they should."""
 
+import pytest
 import torch
 
 from tests.helpers import make_batch, seeded_model, tiny_config
@@ -13,26 +14,93 @@ def _randomise(model, std=0.05):
                 p.normal_(0, std)
 
 
-def test_shared_base_adds_one_pair_trained_by_every_row():
+def test_shared_base_is_a_residual_stacked_at_rank_2r_and_starts_as_the_frozen_model():
+    plain = seeded_model(tiny_config())
     model = seeded_model(tiny_config("adapter.hypernet.shared_base=true"))
     batch = make_batch(n=12)
-    model(batch)
-    for A, B in model.state.weights.values():  # (U, r, d_in), (U, d_out, r); B = 0 at init
-        assert A.shape[0] == B.shape[0] == len(torch.unique(batch["cond_annotator"])) and not B.any()
+    model.head.load_state_dict(plain.head.state_dict())
+    torch.testing.assert_close(model(batch)["logits"], plain(batch)["logits"])  # B0 = B_gen = 0: the frozen model
+    r = model.lora.hypernet.rank
+    assert model.lora.out_rank == 2 * r
+    for A, B in model.state.weights.values():  # (U, 2r, d_in), (U, d_out, 2r)
+        assert A.shape[:2] == (len(torch.unique(batch["cond_annotator"])), 2 * r) and B.shape[2] == 2 * r
+        assert not B.any()
     _randomise(model)
     model(batch)["loss"].backward()
     shared = model.lora.shared
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in [*shared.A, *shared.B])
     assert model.lora.hypernet.tables["annotator"].weight.grad.abs().sum() > 0
-    # an annotator's generated pair is the hypernetwork's plus the shared one
-    name = model.lora.shared.names[0]
+    # B A = B0 A0 + B_gen A_gen: the shared pair in the first r slots, the generated one unchanged after it
+    name = shared.names[0]
     with torch.no_grad():
+        model(batch)
+        A, B = model.state.weights[name]
         model.lora.shared = None
         model(batch)
-        plain = model.state.weights[name][1]
+        A_gen, B_gen = model.state.weights[name]
         model.lora.shared = shared
-        model(batch)
-        torch.testing.assert_close(model.state.weights[name][1], plain + shared.B[0])
+        torch.testing.assert_close(B @ A, shared.B[0] @ shared.A[0] + B_gen @ A_gen)
+        torch.testing.assert_close(A[:, :r], shared.A[0].expand(A.shape[0], -1, -1))
+
+
+def test_condition_dropout_with_shared_base_trains_rows_as_a_shared_lora():
+    model = seeded_model(tiny_config("adapter.hypernet.shared_base=true", "adapter.hypernet.condition_dropout=0.5"))
+    _randomise(model)
+    batch = make_batch(n=16)
+    model.train()
+    torch.manual_seed(0)
+    weights, index = model.lora(batch)
+    U = len(torch.unique(batch["cond_annotator"]))
+    dropped = index == U  # the null slot
+    assert 0 < int(dropped.sum()) < 16
+    shared = model.lora.shared
+    for name, (A, B) in weights.items():
+        k = shared.names.index(name)
+        # the null condition's update is exactly the shared pair's
+        torch.testing.assert_close(B[U] @ A[U], shared.B[k][0] @ shared.A[k][0])
+    model.eval()
+    assert (model.lora(batch)[1] < U).all()  # eval: no dropout
+
+
+def test_condition_bias_shifts_each_annotators_logits_and_trains_from_zero():
+    plain = seeded_model(tiny_config())
+    model = seeded_model(tiny_config("adapter.hypernet.condition_bias=true"))
+    model.load_state_dict(plain.state_dict(), strict=False)
+    batch = make_batch(n=16)
+    torch.testing.assert_close(model(batch)["logits"], plain(batch)["logits"])  # W = 0 at init
+    model(batch)["loss"].backward()
+    W = model.lora.logit_bias.proj.weight  # (C, cond_width)
+    assert W.grad.abs().sum() > 0  # the zero init still gets a gradient (its input, the table, is not zero)
+    with torch.no_grad():
+        W.normal_(0, 0.5)
+        bias = model.logit_bias(batch)  # (B, C)
+        diff = model(batch)["logits"] - plain(batch)["logits"]
+    torch.testing.assert_close(diff, bias)
+    same = batch["cond_annotator"][:, None] == batch["cond_annotator"][None, :]
+    gap = (bias[:, None] - bias[None, :]).abs().sum(-1)  # rows of one annotator share a bias, others differ
+    assert gap[same].max() < 1e-6 and gap[~same].min() > 1e-4
+    # it adds no parameter per annotator
+    assert model.params_per_annotator() == plain.params_per_annotator()
+
+
+def test_head_lr_scale_puts_the_ab_heads_in_their_own_group():
+    model = seeded_model(tiny_config("adapter.hypernet.head_lr_scale=3", "train.annotator_lr_scale=5"))
+    groups = model.param_groups(0.01, 5.0)
+    heads = {id(p) for p in model.lora.hypernet.head_parameters()}
+    table = model.lora.hypernet.tables["annotator"].weight
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in groups}
+    assert set(by_lr) == {0.01, 0.03, 0.05}
+    assert by_lr[0.03] == heads and by_lr[0.05] == {id(table)}
+    assert sum(len(g["params"]) for g in groups) == len(model.trainable_parameters())
+
+
+def test_new_options_refuse_what_they_cannot_do():
+    from hyperscale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="head_lr_scale"):
+        tiny_config("adapter.hypernet.head_lr_scale=0")
+    with pytest.raises(ConfigError, match="condition_bias"):
+        tiny_config("adapter.hypernet.condition_bias=true", "model.task=causal_lm", "model.verbalizers=[bad,good]")
 
 
 def test_head_rank_factors_the_heads_and_starts_at_the_frozen_model():

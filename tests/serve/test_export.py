@@ -56,11 +56,13 @@ def _peft_logits(peft_model, batch, info, head, **kw):
 
 # every backbone x every exportable LoRA kind; the variants ride along: a decoder pooled by its mean (head
 # beside the LoRA), a regex target, some blocks only, causal_lm, multi_head's per-annotator heads, hyper_lora's
-# shared_base (a shared pair added to every generated one) and factored heads
+# shared_base (a shared pair stacked with every generated one at rank 2r), factored heads and the
+# per-condition logit bias (condition_bias: exported as each condition's head bias)
 CASES = [("llama", "hyper_lora", ()), ("llama", "shared_lora", ("adapter.target_modules=[re:.*proj]",)),
          ("llama", "per_annotator_lora", ("model.pooling=mean",)),
          ("bert", "hyper_lora", ()), ("bert", "shared_lora", ()), ("bert", "per_annotator_lora", ()),
          ("gpt2", "hyper_lora", ("adapter.hypernet.shared_base=true", "adapter.hypernet.head_rank=4")),
+         ("llama", "hyper_lora", ("adapter.hypernet.shared_base=true", "adapter.hypernet.condition_bias=true")),
          ("gpt2", "shared_lora", ("adapter.layers=[1]",)),
          ("gpt2", "per_annotator_lora", CAUSAL), ("llama", "hyper_lora", CAUSAL + ("adapter.layers=[-1]",)),
          ("llama", "multi_head", ())]

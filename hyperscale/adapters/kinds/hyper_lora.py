@@ -4,6 +4,7 @@ Hyper-X's task x language conditions; Hyperdecoders' per-instance conditions).""
 from __future__ import annotations
 
 from hyperscale.adapters.kinds import AdapterKind
+from hyperscale.errors import ConfigError
 
 CATEGORICAL = ("annotator", "task", "language")
 
@@ -15,17 +16,31 @@ class HyperLoRAKind(AdapterKind):
     takes_conditions = True
     unknown_annotator = "the mean embedding"
 
+    def validate(self, cfg) -> None:
+        super().validate(cfg)
+        if cfg.adapter.hypernet.condition_bias:
+            if cfg.model.task != "classification":
+                raise ConfigError("adapter.hypernet.condition_bias", f"biases a trained classifier's logits; "
+                                  f"model.task={cfg.model.task} reads the frozen LM head.",
+                                  "set model.task=classification or condition_bias=false.")
+            if not any(c in CATEGORICAL for c in cfg.adapter.conditions):
+                raise ConfigError("adapter.hypernet.condition_bias", "reads categorical condition embeddings; "
+                                  f"adapter.conditions={cfg.adapter.conditions} has none.",
+                                  f"add one of {list(CATEGORICAL)} to adapter.conditions or set condition_bias=false.")
+
     def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):
+        from hyperscale.adapters.condition_bias import ConditionLogitBias
         from hyperscale.adapters.hypernet import HyperNetwork
         from hyperscale.adapters.lora import HyperLoRA, SharedLoRA
 
-        a = cfg.adapter
+        a, h = cfg.adapter, cfg.adapter.hypernet
         uses_instance = "instance" in a.conditions
         fields = [c for c in a.conditions if c in CATEGORICAL]
-        hypernet = HyperNetwork(a.hypernet, specs, a.rank, {f: condition_sizes[f] for f in fields},
+        hypernet = HyperNetwork(h, specs, a.rank, {f: condition_sizes[f] for f in fields},
                                 instance_in=backbone.hidden_size if uses_instance else None)
-        shared = SharedLoRA(specs, a.rank) if a.hypernet.shared_base else None
-        return HyperLoRA(hypernet, fields, uses_instance, shared, a.hypernet.condition_dropout)
+        shared = SharedLoRA(specs, a.rank) if h.shared_base else None
+        bias = ConditionLogitBias(len(fields) * h.condition_dim, n_classes) if h.condition_bias else None
+        return HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale)
 
 
 KIND = HyperLoRAKind()
