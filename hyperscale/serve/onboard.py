@@ -1,6 +1,7 @@
-"""`hyperscale onboard RUN_DIR --data FILE --k K`: few-shot onboarding of new annotators.
+"""`hyperscale onboard RUN_DIR --data FILE --k K [--field language]`: few-shot onboarding of new
+annotators (or of new languages / tasks of a Hyper-X run).
 
-For every annotator in FILE that the run's vocabulary does not know:
+For every annotator (every id of `--field`) in FILE that the run's vocabulary does not know:
   1. score their rows after the first k with the zero-shot fallback (index -1:
      mean embedding / mean head / mean LoRA, whatever the kind documents);
   2. extend the vocabulary and grow every annotator-indexed table by one row per
@@ -16,6 +17,9 @@ What "their own parameters" are depends on the kind (model.annotator_tables()):
 hyper_lora an embedding row (condition_dim numbers), annotator_embedding an
 embedding row (H), multi_head a head (H*C + C), per_annotator_lora a LoRA pair.
 shared_lora has none and is refused.
+`--field task` / `--field language` onboard a new task or language of a hyper_lora run
+conditioned on it: the grown table is the hypernetwork's embedding table of that field
+(condition_dim numbers per new id), first k rows per new id, exactly as for annotators.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import nn
 from hyperscale.data.batches import collate
 from hyperscale.data.config import DataConfig
 from hyperscale.data.rows import read_files
+from hyperscale.data.vocab import CONDITION_FIELDS
 from hyperscale.errors import ConfigError, DataError
 from hyperscale.eval.metrics import macro_f1_present, perspectivist_metrics
 from hyperscale.serve.run import LoadedRun
@@ -49,17 +54,32 @@ def read_rows(run: LoadedRun, path: str) -> pd.DataFrame:
     return frame
 
 
-def split_first_k(frame: pd.DataFrame, new_ids: list[str], k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per new annotator, their first k rows (file order) to fit on and the rest to score."""
-    rows = frame[frame["annotator"].astype(str).isin(new_ids)]
-    position = rows.groupby("annotator", sort=False).cumcount()
+def split_first_k(frame: pd.DataFrame, new_ids: list[str], k: int,
+                  field: str = "annotator") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per new id of `field`, its first k rows (file order) to fit on and the rest to score."""
+    rows = frame[frame[field].astype(str).isin(new_ids)]
+    position = rows.groupby(field, sort=False).cumcount()
     return rows[position < k], rows[position >= k]
 
 
-def grow_annotator_tables(model: nn.Module, n_new: int) -> list[tuple[nn.Parameter, int]]:
-    """Append n_new rows (each = the table's mean row) to every annotator table; returns (param, n_old)."""
+def condition_tables(model: nn.Module, field: str = "annotator") -> list[tuple[nn.Module, str]]:
+    """(module, attribute) of every parameter indexed by `field`'s ids on dim 0.
+
+    annotator: whatever the kind lists (model.annotator_tables()); task / language: the
+    hypernetwork's embedding table of that field (hyper_lora conditioned on it), else none."""
+    if field not in CONDITION_FIELDS:
+        raise ConfigError("--field", f"is {field!r}, must be one of {list(CONDITION_FIELDS)}.", "pick one of those.")
+    if field == "annotator":
+        return model.annotator_tables()
+    tables = getattr(getattr(model.lora, "hypernet", None), "tables", {})
+    return [(tables[field], "weight")] if field in tables else []
+
+
+def grow_annotator_tables(model: nn.Module, n_new: int, field: str = "annotator") -> list[tuple[nn.Parameter, int]]:
+    """Append n_new rows (each = the table's mean row) to every table of `field` (condition_tables);
+    returns (param, n_old)."""
     grown = []
-    for module, attr in model.annotator_tables():
+    for module, attr in condition_tables(model, field):
         old = getattr(module, attr)
         mean = old.detach().mean(0, keepdim=True)
         new = nn.Parameter(torch.cat([old.detach(), mean.expand(n_new, *old.shape[1:])], 0))
@@ -116,45 +136,66 @@ def _scores(run: LoadedRun, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
     return {"per_annotator_macro_f1": per, **overall}, preds
 
 
-def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: float = 0.05, seed: int = 0) -> dict:
-    """Onboard every annotator of `frame` unknown to `run`; see the module docstring. Mutates run.model/vocab."""
+def _classification_score(run: LoadedRun, frame: pd.DataFrame) -> tuple[dict, dict]:
+    summary, _ = _scores(run, frame)
+    return summary, summary["per_annotator_macro_f1"]
+
+
+def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: float = 0.05, seed: int = 0,
+            field: str = "annotator", score=None) -> dict:
+    """Onboard every id of `field` in `frame` unknown to `run`; see the module docstring. Mutates run.model/vocab.
+
+    `score(run, rows) -> (summary dict, {annotator: value})` replaces the classification scoring
+    (per-annotator macro-F1 of the argmax class) for runs judged otherwise, e.g. by the exact match of
+    generated completions; the result then carries `score_fallback` / `score_onboarded` (the mean of
+    its per-annotator values) and no `macro_f1_*` keys."""
     if k < 1:
-        raise ConfigError("--k", f"is {k}: onboarding needs at least one label per new annotator.", "use --k 1 or more.")
-    if not run.model.annotator_tables():
-        raise ConfigError("adapter.kind", f"{run.cfg.adapter.kind} has no per-annotator parameters to fit.",
-                          "onboard a run of hyper_lora, annotator_embedding, multi_head or per_annotator_lora.")
-    known = set(run.vocab.ids("annotator"))
-    seen = list(dict.fromkeys(frame["annotator"].astype(str)))
+        raise ConfigError("--k", f"is {k}: onboarding needs at least one label per new {field}.", "use --k 1 or more.")
+    if not condition_tables(run.model, field):
+        if field == "annotator":
+            raise ConfigError("adapter.kind", f"{run.cfg.adapter.kind} has no per-annotator parameters to fit.",
+                              "onboard a run of hyper_lora, annotator_embedding, multi_head or per_annotator_lora.")
+        raise ConfigError("--field", f"this run ({run.cfg.adapter.kind}, adapter.conditions="
+                          f"{run.cfg.adapter.conditions}) has no {field} embedding to grow.",
+                          f"onboard a {field} on a hyper_lora run whose adapter.conditions include {field}.")
+    if field not in frame.columns or frame[field].isna().any():
+        raise DataError(f"the rows have no {field} id for every row (column {field!r}). Fix: give every row its "
+                        f"{field} (data.{field}_column names the column in your files).")
+    known = set(run.vocab.ids(field))
+    seen = list(dict.fromkeys(frame[field].astype(str)))
     new_ids = [a for a in seen if a not in known]
     if not new_ids:
-        raise DataError(f"all {len(seen)} annotators in the file are already known to this run: nothing to onboard. "
-                        f"Fix: onboard annotators the run has not seen (`hyperscale predict` already serves the "
+        raise DataError(f"all {len(seen)} {field}s in the file are already known to this run: nothing to onboard. "
+                        f"Fix: onboard {field}s the run has not seen (`hyperscale predict` already serves the "
                         f"known ones).")
-    fit, held = split_first_k(frame, new_ids, k)
+    fit, held = split_first_k(frame, new_ids, k, field)
     scored = sorted(set(held["annotator"].astype(str)))
     if not scored:
-        most = int(frame[frame["annotator"].astype(str).isin(new_ids)].groupby("annotator").size().max())
-        raise DataError(f"no new annotator has more than k={k} rows (the most is {most}), so none can be scored on "
+        most = int(frame[frame[field].astype(str).isin(new_ids)].groupby(field).size().max())
+        raise DataError(f"no new {field} has more than k={k} rows (the most is {most}), so none can be scored on "
                         f"rows it was not fitted on ({len(new_ids)} new, {len(seen) - len(new_ids)} already known). "
-                        f"Fix: lower --k below {most}, or give the new annotators more rows.")
+                        f"Fix: lower --k below {most}, or give the new {field} ids more rows.")
+    custom = score is not None
+    score = score or _classification_score
     torch.manual_seed(seed)
-    before, _ = _scores(run, held)  # ids unknown to the vocab: the zero-shot fallback
-    run.vocab.extend("annotator", new_ids)
-    grown = grow_annotator_tables(run.model, len(new_ids))
+    before, per_before = score(run, held)  # ids unknown to the vocab: the zero-shot fallback
+    run.vocab.extend(field, new_ids)
+    grown = grow_annotator_tables(run.model, len(new_ids), field)
     params = _freeze_all_but_new_rows(run.model, grown)
     t0 = time.perf_counter()
     losses = fit_new_rows(run, params, fit, steps, lr, seed=seed)
     fit_s = time.perf_counter() - t0
-    after, _ = _scores(run, held)
-    gain = {a: after["per_annotator_macro_f1"][a] - before["per_annotator_macro_f1"][a] for a in scored}
+    after, per_after = score(run, held)
+    gain = {a: per_after[a] - per_before[a] for a in scored}
+    mean_before, mean_after = (float(np.mean([per[a] for a in scored])) for per in (per_before, per_after))
     return {
-        "adapter_kind": run.cfg.adapter.kind, "k": k, "steps": steps, "lr": lr,
-        "n_new_annotators": len(new_ids), "n_known_annotators_ignored": len(seen) - len(new_ids),
+        "adapter_kind": run.cfg.adapter.kind, "field": field, "new_ids": new_ids, "k": k, "steps": steps, "lr": lr,
+        "n_new_ids": len(new_ids), "n_new_annotators": len(new_ids), "n_known_annotators_ignored": len(seen) - len(new_ids),
         "n_scored_annotators": len(scored), "n_fit_rows": len(fit), "n_scored_rows": len(held),
         "params_per_annotator": int(sum(p[0].numel() for p, _ in grown)),
         "fallback": before, "onboarded": after,
-        "macro_f1_fallback": float(np.mean([before["per_annotator_macro_f1"][a] for a in scored])),
-        "macro_f1_onboarded": float(np.mean([after["per_annotator_macro_f1"][a] for a in scored])),
+        **({"score_fallback": mean_before, "score_onboarded": mean_after} if custom else
+           {"macro_f1_fallback": mean_before, "macro_f1_onboarded": mean_after}),
         "per_annotator_gain": gain, "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None, "fit_s": fit_s,
     }
