@@ -49,7 +49,12 @@ NO_TABLES = {"shared_lora", "shared_lora+agg"}
 DEFAULT_SPACE = {
     "all": {"train.lr": {"loguniform": [3e-4, 3e-2]}, "train.weight_decay": [0.0, 0.01]},
     "tables": {"train.annotator_lr_scale": {"loguniform": [1.0, 30.0]}},
-    "hyper_lora": {"adapter.hypernet.hidden_dim": [32, 64, 128]},
+    # hyper_lora's own knobs (issue 11): trunk width, factored A/B heads, condition dropout, the heads' lr.
+    # Every value keeps its trainable parameters at 1,000 annotators under 2% of per_annotator_lora's
+    # (experiments/params.py; tests/experiments/test_params.py).
+    "hyper_lora": {"adapter.hypernet.hidden_dim": [32, 64, 128], "adapter.hypernet.head_rank": [None, 16, 64],
+                   "adapter.hypernet.condition_dropout": [0.0, 0.1, 0.2],
+                   "adapter.hypernet.head_lr_scale": {"loguniform": [0.3, 3.0]}},
 }
 DEFAULT_VALIDATION_FRACTION = 0.2
 
@@ -80,6 +85,9 @@ def _draw(spec, rng: np.random.Generator):
 
 
 def _fmt(value) -> str:
+    """A drawn value as a --set right-hand side (YAML: None -> null, lists as JSON)."""
+    if value is None:
+        return "null"
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
 
 

@@ -1,39 +1,92 @@
-"""hyper_lora options on the VALIDATION split (issue 11 method work): the tuned hyper_lora setting alone and with
-each option, 3 seeds each, paired bootstrap over validation items. Usage: RUNS=runs/comparison python scripts/experiments/options.py DATASET (after chain.sh DATASET)"""
-import json, os, sys, time
+"""hyper_lora method pilot on the VALIDATION split (issue 11): one base setting, each variant trained over a few
+seeds with eval.split=validation (the eval split is never encoded), scored by validation macro-F1 / micro-F1 /
+soft CE and a paired bootstrap over validation items. Nothing here reads the eval split.
+
+Usage (1 torch thread per run; run one data set per process):
+  python scripts/experiments/options.py DATASET --out runs/comparison/DATASET/options [--seeds 0,1] \
+      [--set key=value ...] [--variants name,name]
+Writes OUT/options.json, OUT/options.md and OUT/options.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
 from pathlib import Path
+
 import numpy as np
 import torch
-torch.set_num_threads(1)
-from hyperscale.api import train
-from hyperscale.config import load_config
-from hyperscale.experiments.stats import bootstrap_run_dirs, markdown
 
-d = sys.argv[1]
-R = Path(os.environ.get("RUNS", "runs/comparison")) / d
-tuned = json.loads((R / "tune" / "tune.json").read_text())
-shared = tuned["overrides"]  # includes eval.split=validation
-chosen = tuned["kinds"]["hyper_lora"]["chosen_overrides"]
-variants = {"hyper_lora (tuned)": [], "+shared_base": ["adapter.hypernet.shared_base=true"],
-            "+condition_dropout=0.2": ["adapter.hypernet.condition_dropout=0.2"],
-            "+head_rank=16": ["adapter.hypernet.head_rank=16"]}
-dirs, rows = {}, {}
-for name, extra in variants.items():
-    tag = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "").replace("=", "")
-    dirs[name] = []
-    for seed in (0, 1, 2):
-        run_dir = R / "options" / tag / f"seed{seed}"
-        t0 = time.perf_counter()
-        m = train(load_config(tuned["config"], [*shared, *chosen, *extra, f"train.seed={seed}"]), run_dir, use_ray=False)
-        assert m["scored_split"] == "validation"
-        rows.setdefault(name, []).append({k: m[k] for k in ("macro_f1", "micro_f1", "soft_ce")} | {"wall_s": time.perf_counter() - t0, "trainable_params": m["trainable_params"]})
-        dirs[name].append(run_dir)
-boot = bootstrap_run_dirs(dirs, 5, n_boot=1000)
-out = {"dataset": d, "base_overrides": [*shared, *chosen], "variants": variants, "runs": rows, "bootstrap": boot}
-(R / "options.json").write_text(json.dumps(out, indent=1, default=str))
-lines = ["| variant | val macro-F1 | val micro-F1 | val soft CE | trainable params |", "|---|---|---|---|---|"]
-for name, rs in rows.items():
-    cell = lambda k: f"{np.mean([r[k] for r in rs]):.4f} ± {np.std([r[k] for r in rs], ddof=1):.4f}"
-    lines.append(f"| {name} | {cell('macro_f1')} | {cell('micro_f1')} | {cell('soft_ce')} | {rs[0]['trainable_params']:,} |")
-(R / "options.md").write_text("\n".join(lines) + "\n\n" + markdown(boot, "validation"))
-print((R / "options.md").read_text())
+# The base: a middle-of-the-space setting (not a tuned one: the pilot must not see the tune's choice either).
+BASE = ["train.lr=0.003", "train.annotator_lr_scale=10", "adapter.hypernet.hidden_dim=64"]
+RES = ["adapter.hypernet.shared_base=true"]
+BIAS = ["adapter.hypernet.condition_bias=true"]
+VARIANTS = {
+    "hyper_lora": [],
+    "+residual": RES,
+    "+condition_bias": BIAS,
+    "+residual+bias": RES + BIAS,
+    "+residual+bias+cdrop0.2": RES + BIAS + ["adapter.hypernet.condition_dropout=0.2"],
+    "+residual+bias+head_lr0.3": RES + BIAS + ["adapter.hypernet.head_lr_scale=0.3"],
+    "+residual+bias+head_rank16": RES + BIAS + ["adapter.hypernet.head_rank=16"],
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    from hyperscale.api import train
+    from hyperscale.config import load_config
+    from hyperscale.experiments.stats import (
+        bootstrap_run_dirs,
+        markdown,
+        plot_intervals,
+    )
+
+    out = Path(args.out)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = args.variants.split(",")
+    shared = [*args.set, "eval.split=validation", "logging.wandb.mode=disabled", "adapter.kind=hyper_lora", *BASE]
+    dirs, rows = {}, {}
+    for name in names:
+        tag = name.replace("+", "_").replace(".", "p").strip("_") or "base"
+        for seed in seeds:
+            run_dir = out / tag / f"seed{seed}"
+            t0 = time.perf_counter()
+            cfg = load_config(f"configs/tune_{args.dataset}.yaml", [*shared, *VARIANTS[name], f"train.seed={seed}"])
+            done = run_dir / "eval.json"
+            if done.exists() and (run_dir / "predictions.parquet").exists():  # a finished run of an interrupted pilot
+                m = json.loads(done.read_text())
+            else:
+                m = train(cfg, run_dir, use_ray=False)
+            assert m["scored_split"] == "validation", m["scored_split"]
+            rows.setdefault(name, []).append({k: m[k] for k in ("macro_f1", "micro_f1", "soft_ce", "trainable_params")}
+                                             | {"seed": seed, "wall_s": round(time.perf_counter() - t0, 1)})
+            dirs.setdefault(name, []).append(run_dir)
+            print(name, seed, rows[name][-1], flush=True)
+    boot = bootstrap_run_dirs(dirs, 5, n_boot=1000)
+    result = {"dataset": args.dataset, "base_overrides": shared, "seeds": seeds,
+              "variants": {n: VARIANTS[n] for n in names}, "runs": rows, "bootstrap": boot}
+    (out / "options.json").write_text(json.dumps(result, indent=1, default=str))
+    lines = ["| variant | val macro-F1 | val micro-F1 | val soft CE | trainable params | wall s / run |",
+             "|---|---|---|---|---|---|"]
+    for name, rs in rows.items():
+        def cell(k, rs=rs):
+            v = [r[k] for r in rs]
+            return f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.4f}"
+        lines.append(f"| {name} | {cell('macro_f1')} | {cell('micro_f1')} | {cell('soft_ce')} | "
+                     f"{rs[0]['trainable_params']:,} | {np.mean([r['wall_s'] for r in rs]):.0f} |")
+    (out / "options.md").write_text("\n".join(lines) + "\n\n" + markdown(boot, "validation"))
+    plot_intervals(boot, out / "options.png")
+    print((out / "options.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,19 @@ def test_every_kind_gets_its_own_space_and_the_same_number_of_draws():
         parse_grid(["train.lr=0.001"])
 
 
+def test_every_drawn_hyper_lora_setting_is_a_valid_config():
+    from hyperscale.experiments.tune import _fmt
+
+    draws = sample_trials("hyper_lora", DEFAULT_SPACE, 12, seed=1)
+    assert None in {t["adapter.hypernet.head_rank"] for t in draws}  # "unset" is drawn and must survive --set
+    for t in draws:
+        cfg = load_config(CONFIG, [f"{k}={_fmt(v)}" for k, v in t.items()])
+        h = cfg.adapter.hypernet
+        assert (h.head_rank, h.hidden_dim, h.condition_dropout) == (t["adapter.hypernet.head_rank"],
+                                                                   t["adapter.hypernet.hidden_dim"],
+                                                                   t["adapter.hypernet.condition_dropout"])
+
+
 def test_selection_by_validation_macro_f1_then_soft_ce():
     trials = [{"kind": "k", "trial": 0, "macro_f1": 0.7, "soft_ce": 0.6, "failed": 0},
               {"kind": "k", "trial": 1, "macro_f1": 0.7, "soft_ce": 0.5, "failed": 0},
@@ -50,8 +63,8 @@ def test_tune_two_trials_then_compare_from_tune(tmp_path, monkeypatch):
 
     # What an earlier in-process run leaves in the driver's environment, which Ray's workers inherit:
     # two concurrent trials must not both rendezvous on this one port.
-    for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(_free_port())).items():
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(key, value)
     out = run_tune(CONFIG, "hyper_lora,shared_lora", tmp_path / "tune", SHORT, trials=1, concurrency=2)
     assert json.loads((tmp_path / "tune" / "tune.json").read_text())["kinds"].keys() == {"hyper_lora", "shared_lora"}
