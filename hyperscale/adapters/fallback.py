@@ -14,7 +14,15 @@ import torch
 
 
 def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Rows `ids` (N,) of a condition-indexed table (n, ...) -> (N, ...); id -1 gets the mean row."""
+    """Rows `ids` (N,) of a condition-indexed table (n, ...) -> (N, ...); id -1 gets the mean row.
+
+    A table the training engine gave a `row_grads` sink (training/sparse_tables.py) sends its
+    gradient there as (ids, rows) instead of a dense (n, ...) `.grad` (adapters/row_grad.py)."""
+    sink = getattr(table, "row_grads", None)
+    if sink is not None and table.requires_grad and torch.is_grad_enabled():
+        from hyperscale.adapters.row_grad import gather_rows_to_sink
+
+        return gather_rows_to_sink(table, ids, sink)
     rows = table[ids.clamp(min=0)]
     unknown = ids < 0
     if bool(unknown.any()):

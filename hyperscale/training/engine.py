@@ -83,11 +83,24 @@ def table_optimizer(cfg: RunConfig) -> tuple[str, str]:
     if cfg.distributed.offload_optimizer:
         return "dense", ("distributed.offload_optimizer runs DeepSpeedCPUAdam, which has no lazy row updates; "
                          "set train.table_optimizer=dense to silence this, or turn offload off for lazy updates")
-    return "lazy", "train.table_optimizer=lazy: only the table entries a step touched are updated"
+    if cfg.distributed.zero_stage == 3:
+        return "lazy", ("train.table_optimizer=lazy: only the table entries a step touched are updated "
+                        "(ZeRO-3: found by a scan of the dense table gradient)")
+    return "lazy", ("train.table_optimizer=lazy: only the rows a step's batches read are updated, from row "
+                    "gradients outside DeepSpeed (no dense table gradient)")
 
 
-def build_engine(model, cfg: RunConfig):
-    """(engine, optimizer, scheduler) for a PerspectivistModel; the engine owns the step."""
+def uses_row_gradients(cfg: RunConfig) -> bool:
+    """Lazy tables at ZeRO 0-2 train from row gradients outside DeepSpeed (training/sparse_tables.py);
+    ZeRO-3 partitions the tables, so they stay in its optimizer with dense gradients."""
+    return table_optimizer(cfg)[0] == "lazy" and cfg.distributed.zero_stage <= 2
+
+
+def build_engine(model, cfg: RunConfig, row_gradients: bool | None = None):
+    """(engine, optimizer, scheduler) for a PerspectivistModel; the engine owns the step.
+
+    `row_gradients`: None = uses_row_gradients(cfg); False keeps the tables in DeepSpeed's optimizer with
+    dense gradients (the reference the row-gradient path is tested against)."""
     import deepspeed  # heavy and platform-specific: only inside the worker
 
     if not cfg.distributed.use_gpu:
@@ -96,6 +109,13 @@ def build_engine(model, cfg: RunConfig):
     if mode != cfg.train.table_optimizer:
         sys.stderr.write(f"hyperscale: per-annotator tables use {mode} AdamW: {reason}\n")
     params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale, lazy_tables=mode == "lazy")
+    rows = uses_row_gradients(cfg) if row_gradients is None else row_gradients and uses_row_gradients(cfg)
+    row_tables = None
+    if rows and len(params) > 1:
+        from hyperscale.training.sparse_tables import RowGradTables
+
+        table_group = params.pop()  # model.param_groups puts the tables' group last
+        row_tables = RowGradTables(table_group["params"], table_group["lr"], cfg.train.weight_decay, lr_lambda(cfg))
     if cfg.distributed.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -104,6 +124,7 @@ def build_engine(model, cfg: RunConfig):
         from hyperscale.training.optim import LazyTableAdamW
 
         optimizer = LazyTableAdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        optimizer.row_tables = row_tables
     else:
         adamw = SkippableAdamW if cfg.distributed.zero_stage == 0 else torch.optim.AdamW
         optimizer = adamw(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -122,4 +143,8 @@ def build_engine(model, cfg: RunConfig):
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
         dist_init_required=False)
+    if row_tables is not None:
+        import torch.distributed as dist
+
+        row_tables.install(engine, scheduler, cfg.distributed.zero_stage, dist.get_world_size())
     return engine, optimizer, scheduler

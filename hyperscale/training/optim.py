@@ -28,9 +28,10 @@ gradient instead of AdamW's ~10 passes over weights, gradient and moments; the
 dense gradient itself (the embedding backward's zero fill, clipping's norm,
 DeepSpeed's all-reduce flatten) stays O(table): measured in issue 12's notes, at
 1M perspectives the optimizer phase fell 837 -> 194 ms, the whole step only
-1299 -> 648 ms. Sparse gradients
-(nn.Embedding(sparse=True)) would remove that too, but DeepSpeed's ZeRO
-optimizers, its clipping and the non-finite check all expect dense gradients.
+1299 -> 648 ms. That is why, at ZeRO 0-2, the tables no longer take this path: they
+train from row gradients outside DeepSpeed (training/sparse_tables.py, with the same
+per-entry update, `adamw_entries` below); this scan remains for ZeRO-3, which
+partitions the tables, and for `build_engine(row_gradients=False)`.
 
 The shared (non-table) groups are stepped by torch's AdamW unchanged.
 """
@@ -52,7 +53,26 @@ class LazyTableAdamW(SkippableAdamW):
             raise ValueError("LazyTableAdamW supports neither amsgrad nor maximize")
         super().__init__(params, **kwargs)
 
+    row_tables = None
+    """The tables updated from row gradients outside DeepSpeed (training/sparse_tables.py), if any: their
+    AdamW state rides in this optimizer's state_dict, which DeepSpeed saves and loads at ZeRO 0-2."""
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        if self.row_tables is not None:
+            out["row_tables"] = self.row_tables.state_dict()
+        return out
+
     def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        rows = state_dict.pop("row_tables", None)
+        if (rows is None) != (self.row_tables is None):
+            raise ValueError("this optimizer state was saved with the condition tables "
+                             f"{'outside' if rows is not None else 'inside'} DeepSpeed's optimizer "
+                             f"(row gradients {'on' if rows is not None else 'off'}); resume with the same "
+                             "distributed.zero_stage and train.table_optimizer")
+        if rows is not None:
+            self.row_tables.load_state_dict(rows)
         # torch keeps the saved groups' options; which groups are lazy is this run's choice.
         lazy = [bool(g.get(LAZY)) for g in self.param_groups]
         super().load_state_dict(state_dict)
@@ -101,25 +121,32 @@ class LazyTableAdamW(SkippableAdamW):
         if touched.numel() == 0:
             return
         state["step"] += 1
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        beta1, beta2 = group["betas"]
-        flat = [t.view(-1) for t in (p, state["exp_avg"], state["exp_avg_sq"], state["entry_step"])]
-        param, exp_avg, exp_avg_sq, steps = (t.index_select(0, touched) for t in flat)  # (K,) copies
-        g = grad.index_select(0, touched)
-        steps += 1
-        # The same operations, in the same order and precision, as torch's single-tensor
-        # AdamW (torch/optim/adam.py), with per-entry step counts: the bias corrections are
-        # computed in float64 (torch: Python floats) and rounded to float32 where torch
-        # rounds its Python scalars.
-        if wd != 0:
-            param.mul_(1 - lr * wd)
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        step64 = steps.double()
-        step_size = (lr / (1 - beta1 ** step64)).to(param.dtype)  # (K,)
-        bias_correction2_sqrt = (1 - beta2 ** step64).sqrt().to(param.dtype)  # (K,)
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-        param.addcdiv_(exp_avg * -step_size, denom)
-        for dst, src in zip(flat, (param, exp_avg, exp_avg_sq, steps)):
-            dst.index_copy_(0, touched, src)
+        adamw_entries(p, state, touched, grad.index_select(0, touched), group)
 
+
+def adamw_entries(p: torch.Tensor, state: dict, touched: torch.Tensor, g: torch.Tensor, group: dict) -> None:
+    """One AdamW update of the entries `touched` (K,) (flat indices into `p`) with gradient `g` (K,).
+
+    `state`: exp_avg, exp_avg_sq and entry_step shaped like `p` (the per-entry step counts).
+    Shared by the lazy optimizer here (entries found by a scan of a dense gradient) and the
+    row-gradient path (training/sparse_tables.py: entries of the rows a batch read)."""
+    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+    beta1, beta2 = group["betas"]
+    flat = [t.view(-1) for t in (p, state["exp_avg"], state["exp_avg_sq"], state["entry_step"])]
+    param, exp_avg, exp_avg_sq, steps = (t.index_select(0, touched) for t in flat)  # (K,) copies
+    steps += 1
+    # The same operations, in the same order and precision, as torch's single-tensor
+    # AdamW (torch/optim/adam.py), with per-entry step counts: the bias corrections are
+    # computed in float64 (torch: Python floats) and rounded to float32 where torch
+    # rounds its Python scalars.
+    if wd != 0:
+        param.mul_(1 - lr * wd)
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    step64 = steps.double()
+    step_size = (lr / (1 - beta1 ** step64)).to(param.dtype)  # (K,)
+    bias_correction2_sqrt = (1 - beta2 ** step64).sqrt().to(param.dtype)  # (K,)
+    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    param.addcdiv_(exp_avg * -step_size, denom)
+    for dst, src in zip(flat, (param, exp_avg, exp_avg_sq, steps)):
+        dst.index_copy_(0, touched, src)
