@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-base", action="store_true", help="also write the exact unquantized base model to OUT/base "
                    "and name it in every adapter_config.json (built-in backbones are on no hub under their name)")
     p = sub.add_parser("generate", help="completions of prompts from many perspectives in one batched decode "
-                       "(each row with its own generated adapter; model.task causal_lm runs)")
+                       "(each row with its own generated adapter; model.task sft or causal_lm runs)")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
     p.add_argument("--annotators", default="all", help="comma-separated annotator ids, or 'all'")

@@ -44,6 +44,10 @@ class PerspectivistModel(nn.Module):
         return pool(hidden, batch["attention_mask"], "mean").float()
 
     def forward(self, batch: dict) -> dict:
+        if getattr(self.head, "generative", False):  # task=sft: the LM head over every completion token
+            from hyperscale.completion import forward_completion
+
+            return forward_completion(self, batch)
         instance = self.encode_instance(batch) if self.uses_instance else None
         weights, seq_index = self.lora(batch, instance)
         self.state.publish(weights, seq_index)

@@ -10,6 +10,10 @@
   a dense + GELU + linear classifier.
 - `MultiHead` (adapter.kind=multi_head, Davani et al. style): one linear head per
   annotator, stored as one (n_annotators, H, C) tensor and gathered per row.
+- `CompletionHead` (task=sft): the frozen LM head over every completion position;
+  `AnnotatorEmbeddingCompletionHead` (annotator_embedding with sft) adds a learned
+  annotator embedding to each position's hidden state before it. Their `completion`
+  (hidden (B, T, H) -> loss over completion tokens) replaces pool + forward + loss.
 Unknown annotators (index -1) get the mean embedding / the mean head
 (adapters/fallback.py); `annotator_tables()` lists what onboarding may grow.
 Every head owns its loss, so training and onboarding compute the same one.
@@ -114,3 +118,48 @@ class VerbalizerHead(Head):
 
     def forward(self, pooled: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.lm_logits(pooled)[:, self.token_ids]  # (B, C)
+
+
+class CompletionHead(Head):
+    """task=sft: the frozen LM head read at every position whose next token is a completion token.
+
+    `completion` returns the mean next-token NLL over those tokens (the loss), and each token's
+    NLL with its row, for per-annotator completion loss. `token_logits` is what generation reads.
+    """
+
+    generative = True
+
+    def __init__(self, lm_head: nn.Module):
+        super().__init__()
+        self.lm_head = lm_head  # frozen
+
+    def token_logits(self, hidden: torch.Tensor, batch: dict, rows: torch.Tensor) -> torch.Tensor:
+        """(N, H) hidden states of tokens from rows `rows` (N,) -> (N, vocab) float logits."""
+        return self.lm_head(hidden).float()
+
+    def completion(self, hidden: torch.Tensor, batch: dict, token_rows: torch.Tensor) -> dict:
+        """(B, T, H) hidden states, batch["lm_targets"] (B, T) (-100: not read), (B, T) row of each token."""
+        targets = batch["lm_targets"]
+        sel = targets != -100  # (B, T)
+        rows = token_rows[sel]  # (N,)
+        logits = self.token_logits(hidden[sel], batch, rows)  # (N, vocab)
+        nll = F.cross_entropy(logits, targets[sel], reduction="none")  # (N,)
+        return {"loss": nll.mean(), "token_nll": nll.detach(), "token_row": rows}
+
+
+class AnnotatorEmbeddingCompletionHead(CompletionHead):
+    """annotator_embedding with task=sft: e[annotator] (zero-initialised, so the first forward is the
+    shared model) added to each position's final hidden state before the frozen LM head: AART's
+    "annotator embedding added to the representation the output layer reads", for generation."""
+
+    def __init__(self, lm_head: nn.Module, hidden: int, n_annotators: int):
+        super().__init__(lm_head)
+        self.annotator = nn.Embedding(n_annotators, hidden)
+        nn.init.zeros_(self.annotator.weight)
+
+    def annotator_tables(self) -> list[tuple[nn.Module, str]]:
+        return [(self.annotator, "weight")]
+
+    def token_logits(self, hidden: torch.Tensor, batch: dict, rows: torch.Tensor) -> torch.Tensor:
+        emb = gather_rows(self.annotator.weight, batch["cond_annotator"][rows])  # (N, H)
+        return self.lm_head((hidden.to(emb.dtype) + emb).to(hidden.dtype)).float()

@@ -57,6 +57,6 @@ def tokenizer():
 def model(task: str) -> torch.nn.Module:
     from transformers import AutoModel, AutoModelForCausalLM
 
-    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModel
+    auto = AutoModelForCausalLM if task in ("causal_lm", "sft") else AutoModel
     path = gguf_path()
     return auto.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)

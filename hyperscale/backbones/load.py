@@ -13,13 +13,14 @@ from hyperscale.backbones.dtype import DtypeChoice, resolve_compute_dtype
 from hyperscale.backbones.names import BUILTIN_NAMES, EMBEDDED, check_name_or_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LM_TASKS = ("causal_lm", "sft")  # tasks that keep the frozen LM head
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "modernbert"}
 
 
 @dataclass
 class Backbone:
     body: nn.Module  # transformer without head: (B, T) ids -> (B, T, H) hidden states
-    lm_head: nn.Module | None  # causal_lm only: (B, H) -> (B, vocab), frozen
+    lm_head: nn.Module | None  # causal_lm and sft only: (B, H) -> (B, vocab), frozen
     tokenizer: object
     hidden_size: int
     is_encoder: bool
@@ -46,7 +47,7 @@ def load_tokenizer(cfg):
 def _local_model(cfg) -> nn.Module:
     from transformers import AutoModel, AutoModelForCausalLM
 
-    auto = AutoModelForCausalLM if cfg.task == "causal_lm" else AutoModel
+    auto = AutoModelForCausalLM if cfg.task in LM_TASKS else AutoModel
     kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
     return auto.from_pretrained(cfg.name_or_path, dtype=torch.float32, **kwargs)
 
@@ -70,7 +71,7 @@ def load_backbone(cfg, *, device="cpu", rows: int = 512, choose_dtype=None) -> B
     if cfg.num_layers is not None:
         keep_first_blocks(model, cfg.num_layers)
     lm_head = None
-    if cfg.task == "causal_lm":
+    if cfg.task in LM_TASKS:
         lm_head = model.get_output_embeddings()
         body = model.base_model
     else:

@@ -31,9 +31,9 @@ def model(cfg, vocab_size: int) -> torch.nn.Module:
         raise ConfigError("model.name_or_path", f"unknown tiny model family {family!r}.",
                           f"use one of {', '.join(PREFIX + f for f in FAMILIES)}.")
     torch.manual_seed(t.seed)
-    if cfg.task == "causal_lm":
+    if cfg.task in ("causal_lm", "sft"):
         if family == "bert":
-            raise ConfigError("model.task", "causal_lm needs a decoder; tiny-random-bert is an encoder.",
+            raise ConfigError("model.task", f"{cfg.task} needs a decoder; tiny-random-bert is an encoder.",
                               "use tiny-random-llama or tiny-random-gpt2.")
         return AutoModelForCausalLM.from_config(conf)
     return AutoModel.from_config(conf)

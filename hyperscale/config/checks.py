@@ -21,6 +21,7 @@ def check_run(cfg) -> None:
     kind = get_kind(cfg.adapter.kind)  # unknown kind: a ConfigError naming the registered ones
     _check_condition_columns(cfg)
     _check_validation_split(cfg)
+    _check_sft(cfg)
     kind.validate(cfg)
     _check_kernel(cfg)
     _check_zero3(cfg)
@@ -44,6 +45,20 @@ def _check_validation_split(cfg) -> None:
                           "split to score.", "set data.validation_fraction (e.g. 0.2), or eval.split=eval.")
 
 
+def _check_sft(cfg) -> None:
+    if cfg.train.packing and cfg.model.task != "sft":
+        raise ConfigError("train.packing", f"is true with model.task={cfg.model.task}: packing joins prompt -> "
+                          "completion rows, which only sft has.", "set model.task=sft, or train.packing=false.")
+    if cfg.model.task != "sft":
+        return
+    if cfg.data.messages_column and cfg.data.source != "files":
+        raise ConfigError("data.messages_column", f"is set but data.source={cfg.data.source!r} has no chat messages.",
+                          "set data.source=files with files holding that column, or unset data.messages_column.")
+    if cfg.model.verbalizers is not None and not all(w.strip() for w in cfg.model.verbalizers):
+        raise ConfigError("model.verbalizers", f"{cfg.model.verbalizers} holds an empty word: its rows would have an "
+                          "empty completion.", "give every label a non-empty word.")
+
+
 def _check_kernel(cfg) -> None:
     if cfg.adapter.kernel == "triton" and not cfg.distributed.use_gpu and os.environ.get("TRITON_INTERPRET") != "1":
         raise ConfigError("adapter.kernel", "triton needs a CUDA device (or TRITON_INTERPRET=1 for slow CPU checks).",
@@ -65,8 +80,8 @@ def _check_zero3(cfg) -> None:
                           "sharded, its optimizer state does not exist), or model.quantization=none for ZeRO-3.")
     # The verbalizer head reads the (tied, frozen) LM head outside that module's
     # forward, where ZeRO-3 has not gathered it.
-    if cfg.model.task == "causal_lm":
-        raise ConfigError("distributed.zero_stage", "3 with model.task=causal_lm is not supported: the LM head "
+    if cfg.model.task in ("causal_lm", "sft"):
+        raise ConfigError("distributed.zero_stage", f"3 with model.task={cfg.model.task} is not supported: the LM head "
                           "is read outside its module's forward, where ZeRO-3 has not gathered it.",
                           "use distributed.zero_stage=2, or model.task=classification.")
 

@@ -58,10 +58,16 @@ class ModelConfig:
     local Hugging Face model directory. Nothing is downloaded at run time."""
     gguf_file: str | None = None
     """A .gguf file inside name_or_path, if the model is stored that way."""
-    task: Literal["classification", "causal_lm"] = "classification"
+    task: Literal["classification", "causal_lm", "sft"] = "classification"
     """`classification`: pooled body output -> trainable head over the labels.
     `causal_lm`: prompt -> one-token completion; the frozen LM head scores the first token
-    of each label's verbalizer, and the loss is the LM loss over the whole vocabulary."""
+    of each label's verbalizer, and the loss is the LM loss over the whole vocabulary.
+    `sft`: supervised fine-tuning on prompt -> multi-token completion rows (data.completion_column,
+    chat data.messages_column, or each label's verbalizer as the completion); the frozen LM head
+    reads every completion position and the loss is the mean next-token NLL over the completion
+    tokens and the end-of-sequence token only (the prompt is masked). eval.json then reports
+    completion_loss / perplexity, and label metrics parsed from greedy generations when the
+    labels are known (docs/sft.md)."""
     quantization: Literal["none", "4bit", "8bit"] = "none"
     """`4bit`: bitsandbytes NF4; `8bit`: LLM.int8; `none`: the backbone in compute_dtype."""
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -82,10 +88,12 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     """Recompute the backbone's activations in backward (less memory, ~30% more compute)."""
     prompt_template: str = "{text}\nAnswer:"
-    """causal_lm only: the prompt around each text; must contain `{text}`."""
+    """causal_lm and sft: the prompt around each text; must contain `{text}` (sft chat rows use the
+    tokenizer's chat template instead)."""
     verbalizers: list[str] | None = None
-    """causal_lm only: one word per label, in label order (default: the label names). Their
-    first tokens must differ."""
+    """causal_lm and sft: one word per label, in label order (default: the label names). causal_lm:
+    their first tokens must differ. sft: ' ' + the word is the completion of rows without a
+    completion column, and generations are parsed back to the label whose word they start with."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Sizes of the tiny-random-* test models."""
 
@@ -94,7 +102,7 @@ class ModelConfig:
             raise ConfigError("model.max_length", f"{self.max_length} is too short to hold any text.", "use 64 or more.")
         if self.num_layers is not None and self.num_layers < 1:
             raise ConfigError("model.num_layers", f"{self.num_layers} must be >= 1 or unset.", "unset it to keep all.")
-        if self.task == "causal_lm" and "{text}" not in self.prompt_template:
+        if self.task in ("causal_lm", "sft") and "{text}" not in self.prompt_template:
             raise ConfigError("model.prompt_template", "must contain '{text}'.")
         check_name_or_path(self.name_or_path, self.gguf_file)  # a typo fails here, not after the data loaded
 
@@ -265,6 +273,11 @@ class TrainConfig:
     run with an error naming the step and the last finite loss."""
     progress_bar: bool = True
     """A live progress bar when stderr is a terminal (log files get the per-log-step lines)."""
+    packing: bool = False
+    """model.task=sft only: pack each micro-batch's rows into as few sequences of at most
+    model.max_length tokens as they fit (first fit, in row order); each packed row keeps its own
+    positions, its own causal attention block (no attention across rows) and its own condition
+    index per token, so the loss equals the unpacked loss (tests/sft/test_packing.py)."""
 
     def __post_init__(self):
         for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "log_every", "max_nonfinite_steps"):
@@ -292,6 +305,9 @@ class EvalConfig:
     """Rows per evaluation forward."""
     max_examples: int | None = None
     """Cap the eval rows (a deterministic subset) for quick runs; unset scores every row."""
+    max_new_tokens: int = 8
+    """model.task=sft with known labels: tokens generated greedily per eval row, parsed back to a
+    label (the label whose verbalizer the text starts with, else `unparsed`). Bounds eval's cost."""
     split: Literal["eval", "validation"] = "eval"
     """Which split the run scores: `eval` (the held-out eval/test split, for reporting) or
     `validation` (carved from the train items by data.validation_fraction, for choosing
@@ -304,6 +320,8 @@ class EvalConfig:
             raise ConfigError("eval.min_items_per_annotator", "must be >= 1.")
         if self.batch_size < 1:
             raise ConfigError("eval.batch_size", "must be >= 1.")
+        if self.max_new_tokens < 1:
+            raise ConfigError("eval.max_new_tokens", f"{self.max_new_tokens} must be >= 1.")
         if self.max_examples is not None and self.max_examples < 1:
             raise ConfigError("eval.max_examples", f"{self.max_examples} must be >= 1 or unset.")
 

@@ -28,6 +28,8 @@ class EncodedRows:
     conditions: dict[str, np.ndarray]  # field -> (n_rows,) condition index, -1 = unknown
     annotators: np.ndarray  # (n_rows,) raw annotator ids, for per-annotator metrics
     item_ids: np.ndarray  # (n_rows,) raw item ids
+    # sft (data/sft.py): one sequence per row, prompt + completion + EOS, and its prompt's length
+    prompt_lens: np.ndarray | None = None  # (n_sequences,)
 
     def __len__(self) -> int:
         return len(self.row_item)
@@ -71,9 +73,27 @@ def collate(rows_data: EncodedRows, rows: np.ndarray, pad_id: int, device: torch
         ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[b, : len(s)] = 1
     batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.from_numpy(rows_data.labels[rows])}
+    if rows_data.prompt_lens is not None:  # sft: what the loss reads, what instance conditions pool
+        prompt_lens = torch.from_numpy(rows_data.prompt_lens[rows_data.row_item[rows]])  # (B,)
+        lengths = mask.sum(1)  # (B,)
+        batch["lm_targets"], batch["prompt_mask"] = completion_targets(ids, prompt_lens, lengths)
     for field, values in rows_data.conditions.items():
         batch[f"cond_{field}"] = torch.from_numpy(values[rows])
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def completion_targets(ids: torch.Tensor, prompt_lens: torch.Tensor,
+                       lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) right-padded sequences -> (B, T) next-token targets (token t + 1 where it is a completion
+    token, -100 elsewhere: prompt, last token, padding) and the (B, T) prompt mask."""
+    from hyperscale.data.sft import IGNORE
+
+    pos = torch.arange(ids.shape[1])[None]  # (1, T)
+    targets = torch.full_like(ids, IGNORE)
+    targets[:, :-1] = ids[:, 1:]
+    reads = (pos + 1 >= prompt_lens[:, None]) & (pos + 1 < lengths[:, None])  # next token is a completion token
+    targets = torch.where(reads, targets, torch.full_like(targets, IGNORE))
+    return targets, (pos < prompt_lens[:, None]).long()
 
 
 class EpochSampler:

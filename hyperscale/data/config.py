@@ -8,6 +8,7 @@ dotted key (``data.eval_fraction``) and the fix.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hyperscale.errors import ConfigError
 
@@ -99,6 +100,20 @@ class DataConfig:
     """Column holding the label."""
     item_column: str | None = None
     """Column naming the item; unset: the item is identified by its text."""
+    completion_column: str = "completion"
+    """model.task=sft: column holding each row's completion (the text after the prompt). A frame
+    without it takes ' ' + the label's verbalizer as the completion (model.verbalizers, default
+    the label names); its label column is then required. An empty completion is a malformed row
+    (`empty_completion`)."""
+    messages_column: str | None = None
+    """model.task=sft: column holding chat messages, a list of {role, content} (or its JSON). The
+    last message must be the assistant's and is the completion; the rest is rendered with the
+    tokenizer's chat template (add_generation_prompt). Unset: plain prompt_template rows."""
+    overflow: Literal["truncate", "refuse"] = "truncate"
+    """model.task=sft: a prompt + completion longer than model.max_length. `truncate` keeps the
+    completion and cuts the prompt from the left (a completion longer than max_length alone is
+    cut at the right, after one prompt token); truncated rows are counted in data_report.json and
+    eval.json. `refuse` stops with a DataError naming how many rows are too long."""
     task_column: str | None = None
     """Optional task-id column (a Hyper-X condition)."""
     language_column: str | None = None
@@ -149,7 +164,7 @@ class DataConfig:
             if not getattr(self, key):
                 raise ConfigError(f"data.{key}", "is empty.", "name the column in your files.")
         named = [c for c in (self.text_column, self.annotator_column, self.label_column, self.item_column,
-                             self.task_column, self.language_column) if c]
+                             self.task_column, self.language_column, self.messages_column) if c]
         if len(set(named)) != len(named):
             raise ConfigError("data.text_column", f"two roles share one column: {named}.",
                               "give text, annotator, label, item, task and language distinct columns.")
@@ -160,6 +175,10 @@ class DataConfig:
             if self.source in ("convabuse", "pipa_toxicity", "synthetic"):
                 raise ConfigError("data.labels", f"is set but data.source={self.source!r} fixes its classes.",
                                   "remove data.labels (use data.label_scheme for ConvAbuse).")
+        if not self.completion_column:
+            raise ConfigError("data.completion_column", "is empty.", "name the completion column (default 'completion').")
+        if self.overflow not in ("truncate", "refuse"):
+            raise ConfigError("data.overflow", f"is {self.overflow!r}, must be 'truncate' or 'refuse'.")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("data.eval_fraction", f"is {self.eval_fraction}, must be in (0, 1).",
                               "use e.g. 0.2, or give data.eval_files.")

@@ -50,14 +50,18 @@ class PerspectivistData:
         return ConditionVocab.from_frame(self.train, self.condition_fields())
 
 
-def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
-    """Load, check, subsample and split the rows named by `cfg`; see the module docstring."""
+def load_data(cfg: DataConfig, run_dir: str | None = None, task: str = "classification") -> PerspectivistData:
+    """Load, check, subsample and split the rows named by `cfg`; see the module docstring.
+
+    `task` sft (model.task): the frames also carry `completion` (None: the label's verbalizer is the
+    completion, data/sft.py), and rows without a label are legal (labels is then [] when none has one).
+    """
     seed = cfg.split_seed
     if cfg.source == "files":
-        train, report = read_files(cfg.train_files, cfg, cfg.labels)
-        labels = list(cfg.labels) if cfg.labels else sorted(train["label"].unique().tolist())
+        train, report = read_files(cfg.train_files, cfg, cfg.labels, task)
+        labels = list(cfg.labels) if cfg.labels else sorted(train["label"].dropna().unique().tolist())
         if cfg.eval_files:
-            eval_, eval_report = read_files(cfg.eval_files, cfg, labels)
+            eval_, eval_report = read_files(cfg.eval_files, cfg, labels or None, task)
             report.merge(eval_report)
     elif cfg.source == "convabuse":
         train, eval_, labels, report = builtin.load_convabuse(cfg)
@@ -67,6 +71,10 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
         train, labels, report = synthetic.generate(cfg.synthetic), list(synthetic.SYNTHETIC_LABELS), RowReport()
         report.n_rows = len(train)
         report.per_file["synthetic"] = {"n_rows": len(train), "n_bad": 0, "reasons": {}}
+    if task == "sft" and cfg.source != "files":  # built-in sets and the generator: verbalized labels
+        train = train.assign(completion=None)
+        if cfg.source == "convabuse":
+            eval_ = eval_.assign(completion=None)
 
     try:
         report.check(cfg.max_bad_fraction)
@@ -87,7 +95,7 @@ def load_data(cfg: DataConfig, run_dir: str | None = None) -> PerspectivistData:
         # A third hash stream (seed + 2; the subsample uses seed + 1): the validation items
         # are not biased towards the items an eval split of the same seed would take.
         train, validation = split_by_item(train, cfg.validation_fraction, seed + 2)
-    if len(set(labels)) < 2:
+    if len(set(labels)) < 2 and task != "sft":  # sft trains on completions; its labels only score parses
         raise DataError(f"the train rows hold only the label(s) {labels}: nothing to classify. Fix: check "
                         f"data.label_column, or list the classes in data.labels.")
 

@@ -24,6 +24,8 @@ REASONS = (
     "missing_language",  # data.language_column is set and the cell is empty
     "unknown_label",  # not in data.labels (or, for eval files, not seen in train)
     "invalid_one_hot",  # built-in ConvAbuse: an answer that is not exactly one of the five classes
+    "malformed_messages",  # sft chat rows: not a list of {role, content}, or the last is not the assistant's
+    "empty_completion",  # sft: the completion (column, or last chat message) is empty or blank
 )
 
 # How many bad rows an error message quotes; the rest are in bad_rows.jsonl.

@@ -60,19 +60,23 @@ def text_item_id(texts) -> list[str]:
     return ["t" + hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest() for t in texts]
 
 
-def read_files(files: list[str], cfg: DataConfig, labels: list[str] | None) -> tuple[pd.DataFrame, RowReport]:
-    """Read and check every file; good rows in one frame, everything else in the report."""
+def read_files(files: list[str], cfg: DataConfig, labels: list[str] | None,
+               task: str = "classification") -> tuple[pd.DataFrame, RowReport]:
+    """Read and check every file; good rows in one frame, everything else in the report.
+
+    `task` sft: rows also carry a `completion` column (data/sft.py says which columns are read)."""
     report = RowReport()
     frames = []
     for path in files:
-        frame, bad, n = read_file(path, cfg, labels)
+        frame, bad, n = read_file(path, cfg, labels, task)
         report.add_file(path, n, bad)
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
     return frame, report
 
 
-def read_file(path: str, cfg: DataConfig, labels: list[str] | None) -> tuple[pd.DataFrame, list[BadRow], int]:
+def read_file(path: str, cfg: DataConfig, labels: list[str] | None,
+              task: str = "classification") -> tuple[pd.DataFrame, list[BadRow], int]:
     """One file -> (good rows, bad rows, number of rows read)."""
     if os.path.isdir(path):
         raise DataError(f"data file {path!r} is a directory, not a file. Fix: list the CSV / JSONL / Parquet files "
@@ -91,7 +95,7 @@ def read_file(path: str, cfg: DataConfig, labels: list[str] | None) -> tuple[pd.
             table, line_numbers, broken = _load_jsonl(load_path, path)
         else:
             table, line_numbers, broken = _load_with_datasets(fmt, load_path, path, tmp), None, []
-    frame, bad, n = _check_rows(table, path, cfg, labels, line_numbers)
+    frame, bad, n = _check_rows(table, path, cfg, labels, line_numbers, task)
     bad = sorted(bad + broken, key=lambda b: b.row)
     return frame, bad, n + len(broken)
 
@@ -220,10 +224,15 @@ def _show(v: str | None) -> str | None:
 
 
 def _check_rows(table: dict[str, list], path: str, cfg: DataConfig, labels: list[str] | None,
-                line_numbers: list[int] | None = None) -> tuple[pd.DataFrame, list[BadRow], int]:
+                line_numbers: list[int] | None = None,
+                task: str = "classification") -> tuple[pd.DataFrame, list[BadRow], int]:
     """Check every row; `line_numbers`: each row's 1-based number in the file (default: its position)."""
     roles = {"text": cfg.text_column, "annotator": cfg.annotator_column, "label": cfg.label_column,
              "item": cfg.item_column, "task": cfg.task_column, "language": cfg.language_column}
+    if task == "sft":
+        from hyperscale.data import sft
+
+        roles.update(sft.roles(table, path, cfg))  # completion / messages; label (and text) may then be absent
     for role, col in roles.items():
         if col is not None and col not in table:
             key = "item_column" if role == "item" else f"{role}_column"
@@ -233,6 +242,9 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig, labels: list
     number = np.asarray(line_numbers if line_numbers is not None else np.arange(1, n + 1), dtype=np.int64)
     raw = {c: [_as_str(v) for v in vals] for c, vals in table.items()}
     cells = {role: raw[col] if col is not None else [None] * n for role, col in roles.items()}
+    malformed_messages = None
+    if roles.get("messages") is not None:  # sft chat rows: text = the prompt messages (JSON), completion = the last
+        cells["text"], cells["completion"], malformed_messages = sft.split_messages(cells["messages"])
     # Ids and labels are compared as written minus surrounding blanks (" 1" in a CSV is "1").
     for role in ("annotator", "label", "item", "task", "language"):
         cells[role] = [v.strip() if v is not None else None for v in cells[role]]
@@ -244,13 +256,18 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig, labels: list
         reason[mask] = why
 
     flag([any(v is not None and _MARK in v for v in row) for row in zip(*raw.values())], "non_utf8")
+    if malformed_messages is not None:
+        flag(malformed_messages, "malformed_messages")
     flag([not (t and t.strip()) for t in cells["text"]], "missing_text")
     flag([not a for a in cells["annotator"]], "missing_annotator")
-    flag([not y for y in cells["label"]], "missing_label")
+    if roles["label"] is not None:  # sft rows with a completion need no label
+        flag([not y for y in cells["label"]], "missing_label")
     for role in ("item", "task", "language"):
         if roles[role] is not None:
             flag([not v for v in cells[role]], f"missing_{role}")
-    if labels is not None:
+    if task == "sft" and (roles.get("completion") or roles.get("messages")):
+        flag([not (c and c.strip()) for c in cells["completion"]], "empty_completion")
+    if labels is not None and roles["label"] is not None:
         known = set(labels)
         flag([y not in known for y in cells["label"]], "unknown_label")
 
@@ -270,4 +287,6 @@ def _check_rows(table: dict[str, list], path: str, cfg: DataConfig, labels: list
         "source_file": pd.Series([path] * len(idx), dtype=object),
         "source_row": number[idx],
     })
+    if task == "sft":  # None: the completion is the label's verbalizer (data/sft.py)
+        frame["completion"] = pd.Series([cells.get("completion", [None] * n)[i] for i in idx], dtype=object)
     return frame, bad, n

@@ -16,7 +16,8 @@ from hyperscale.data.batches import EncodedRows, collate
 from hyperscale.eval.metrics import (majority_reference, majority_vote_metrics, per_annotator_nll,
                                      perspectivist_metrics, soft_label_metrics)
 
-HEADLINE = ("macro_f1", "micro_f1", "accuracy", "pos_f1", "n_annotators", "n_examples")
+HEADLINE = ("macro_f1", "micro_f1", "accuracy", "pos_f1", "n_annotators", "n_examples",
+            "completion_loss", "perplexity", "unparsed_fraction")  # the last three: sft (eval/sft.py)
 
 
 @torch.no_grad()
@@ -92,6 +93,12 @@ class Evaluator:
         metrics["n_unknown_annotators"] = (int(len(np.unique(rows.annotators[ann_index < 0])))
                                            if ann_index is not None else 0)
         return metrics
+
+    def predictions(self):
+        """predictions.parquet's table for the latest evaluate() (eval/report.py)."""
+        from hyperscale.eval.report import predictions_frame
+
+        return predictions_frame(self.rows, self.last_probs, self.labels)
 
 
 def headline(metrics: dict) -> dict:

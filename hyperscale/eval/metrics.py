@@ -49,8 +49,10 @@ def f1_per_class(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarr
 
 
 def macro_f1_present(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over the classes present in gold or pred (sklearn's convention)."""
+    """Macro-F1 over the classes present in gold or pred (sklearn's convention). A prediction outside
+    the classes (index >= n_classes: an sft generation parsed to no label) is wrong for every class."""
     present = np.union1d(np.unique(gold), np.unique(pred))
+    present = present[present < n_classes]
     return float(np.mean(f1_per_class(gold, pred, n_classes)[present]))
 
 
@@ -168,15 +170,21 @@ def per_annotator_nll(gold: np.ndarray, probs: np.ndarray, annotators: np.ndarra
 
 
 PER_ANNOTATOR_COLUMNS = ("annotator", "known", "n", "macro_f1", "accuracy", "nll")
+# model.task=sft (eval/sft.py): completion loss per annotator; macro_f1 / accuracy when labels are parsed
+SFT_PER_ANNOTATOR_COLUMNS = ("annotator", "known", "n", "n_tokens", "completion_loss", "perplexity", "macro_f1",
+                             "accuracy")
 
 
 def write_per_annotator_csv(path, per_annotator: dict) -> None:
-    """per_annotator.csv: one row per eval annotator (columns PER_ANNOTATOR_COLUMNS)."""
+    """per_annotator.csv: one row per eval annotator (columns PER_ANNOTATOR_COLUMNS, or
+    SFT_PER_ANNOTATOR_COLUMNS for an sft run)."""
     from hyperscale.rundir import write_atomic
 
+    sft = any("completion_loss" in rec for rec in per_annotator.values())
+    columns = SFT_PER_ANNOTATOR_COLUMNS if sft else PER_ANNOTATOR_COLUMNS
     out = io.StringIO(newline="")
     w = csv.writer(out)
-    w.writerow(PER_ANNOTATOR_COLUMNS)
+    w.writerow(columns)
     for ann, rec in per_annotator.items():
-        w.writerow([ann] + [rec.get(c, "") for c in PER_ANNOTATOR_COLUMNS[1:]])
+        w.writerow([ann] + [rec.get(c, "") for c in columns[1:]])
     write_atomic(path, out.getvalue())

@@ -99,7 +99,7 @@ def run_plots(run, metrics: dict, records: list[dict], min_items: int) -> None:
     if records:
         training_curves(records, run / TRAINING_CURVE, base)
     per = metrics.get("per_annotator", {}).values()
-    scores = [v["macro_f1"] for v in per if v["n"] >= min_items]
+    scores = [v["macro_f1"] for v in per if "macro_f1" in v and v["n"] >= min_items]  # sft without labels: none
     if scores:
         note = f"{len(scores)} annotators with >= {min_items} eval rows ({len(per) - len(scores)} with fewer left out)"
         per_annotator_f1({metrics.get("adapter_kind", "model"): scores}, run / PER_ANNOTATOR_PLOT, base, note)

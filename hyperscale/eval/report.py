@@ -48,9 +48,13 @@ def summary_text(metrics: dict, run_dir) -> str:
     base = metrics.get("majority_baseline", {})
     rows = [("macro_f1", "mean per-annotator macro-F1"), ("micro_f1", "macro-F1 over all pairs"),
             ("pos_f1", "F1 of the minority class"), ("accuracy", "accuracy")]
-    lines = [f"\nevaluation ({metrics['n_examples']} rows, {metrics['n_annotators']} annotators scored, "
-             f"{metrics.get('trainable_params', 0):,} trainable params)",
+    scored = f"{metrics['n_annotators']} annotators scored, " if "n_annotators" in metrics else ""
+    lines = [(f"\nevaluation ({metrics['n_examples']} rows, {scored}"
+              f"{metrics.get('trainable_params', 0):,} trainable params)"),
              f"{'metric':<10} {'model':>8} {'majority':>9}  meaning"]
+    if "completion_loss" in metrics:  # sft (eval/sft.py)
+        rows = [("completion_loss", "mean NLL per completion token"), ("perplexity", "exp(completion_loss)"),
+                *rows, ("unparsed_fraction", "generations parsed to no label")]
     for key, meaning in rows:
         if key in metrics:
             lines.append(f"{key:<10} {_num(metrics[key]):>8} {_num(base.get(key)):>9}  {meaning}")

@@ -13,9 +13,14 @@ exactly the positions it would see alone. Hence a row generated in a mixed batch
 equals the same row generated alone, token for token under greedy decoding in
 fp32 (tests/serve/test_generate.py holds this).
 
-Only runs whose backbone kept its LM head can generate: `model.task: causal_lm`
-(a classification run's head is a class head over a pooled vector). Unknown
+Only runs whose backbone kept its LM head can generate: `model.task: causal_lm` or
+`sft` (a classification run's head is a class head over a pooled vector). Unknown
 annotators get the kind's fallback adapter and are flagged `known=False`.
+Instance-conditioned runs (Hyperdecoders) generate each row's adapter from the
+mean of the frozen body's states over its prompt, adapters off, with the same
+positions as the row alone: the encoding training pooled (prompt tokens only).
+The head's `token_logits` (sft) reads the hidden states, so annotator_embedding's
+per-annotator shift applies at every decoding step too.
 """
 
 from __future__ import annotations
@@ -31,12 +36,19 @@ def lm_head_of(model):
     if lm_head is None:
         raise ConfigError("model.task", "this run has no language-model head to generate with (it was trained as a "
                           "classifier over a pooled vector).",
-                          "train with model.task: causal_lm to generate per perspective.")
-    if model.uses_instance:
-        raise ConfigError("adapter.conditions", "instance-conditioned runs generate their adapter from the whole "
-                          "input, which a decode step does not have.",
-                          "generate from a run conditioned on annotator / task / language.")
+                          "train with model.task: sft (or causal_lm) to generate per perspective.")
     return lm_head
+
+
+def _prompt_instance(model, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, H) mean of the frozen body's states over each left-padded prompt's real tokens, adapters off."""
+    model.state.enabled = False
+    try:
+        hidden = model.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
+    finally:
+        model.state.enabled = True
+    m = mask.to(hidden.dtype)[..., None]
+    return ((hidden * m).sum(1) / m.sum(1).clamp(min=1.0)).float()
 
 
 def left_pad(token_lists: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,15 +97,21 @@ def generate_tokens(model, prompts: list[list[int]], conditions: dict[str, torch
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     batch = {"input_ids": ids, "attention_mask": mask, **{f"cond_{f}": v.to(device) for f, v in conditions.items()}}
-    weights, seq_index = model.lora(batch, None)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its own first token
+    instance = _prompt_instance(model, ids, mask, positions) if model.uses_instance else None
+    weights, seq_index = model.lora(batch, instance)
     model.state.publish(weights, seq_index)  # read by every forward below, prefill and decode
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    n = ids.shape[0]
+    rows = torch.arange(n, device=device)
+    token_logits = getattr(model.head, "token_logits", None)
 
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its own first token
+    def next_logits(hidden: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, vocab)
+        return token_logits(hidden, batch, rows) if token_logits is not None else lm_head(hidden).float()
+
     out = model.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, next_pos = out.past_key_values, positions[:, -1] + 1
-    logits = lm_head(out.last_hidden_state[:, -1]).float()  # (B, vocab)
-    n = ids.shape[0]
+    logits = next_logits(out.last_hidden_state[:, -1])
     done = torch.zeros(n, dtype=torch.bool, device=device)
     generated = []
     for step in range(max_new_tokens):
@@ -108,7 +126,7 @@ def generate_tokens(model, prompts: list[list[int]], conditions: dict[str, torch
         out = model.body(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                          past_key_values=cache, use_cache=True)
         cache, next_pos = out.past_key_values, next_pos + 1
-        logits = lm_head(out.last_hidden_state[:, -1]).float()
+        logits = next_logits(out.last_hidden_state[:, -1])
     model.train(was_training)
     tokens = torch.stack(generated, 1).tolist()  # (B, steps)
     completions = []

@@ -99,8 +99,14 @@ class Predictor:
         prompts, annotators = self._request(prompts, annotators, "generate", "prompts")
         run, tok = self.run, self.run.tokenizer
         frame = self._frame(prompts, annotators)
-        texts = [run.cfg.model.prompt_template.format(text=t) if template else t for t in frame["text"]]
-        token_lists = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
+        chat = run.cfg.model.task == "sft" and run.cfg.data.messages_column is not None
+        if chat and template:  # a chat-trained sft run: each prompt is one user message in the chat template
+            from hyperscale.data.sft import render_prompt, user_message
+
+            texts = [render_prompt(user_message(t), tok, run.cfg.model.prompt_template, True) for t in frame["text"]]
+        else:
+            texts = [run.cfg.model.prompt_template.format(text=t) if template else t for t in frame["text"]]
+        token_lists = [tok(t, add_special_tokens=not (chat and template))["input_ids"] for t in texts]
         conditions = {f: torch.from_numpy(run.vocab.index(f, frame[f])) for f in run.fields}
         completions = generate_tokens(run.model, token_lists, conditions, tok.pad_token_id, tok.eos_token_id,
                                       max_new_tokens, do_sample, temperature, top_p, seed)

@@ -52,6 +52,11 @@ class LoadedRun:
     @torch.no_grad()
     def probabilities(self, rows: EncodedRows, batch_size: int | None = None) -> np.ndarray:
         """(n_rows, C) predicted class probabilities, one forward per batch of rows."""
+        if self.cfg.model.task == "sft":
+            from hyperscale.errors import ConfigError
+
+            raise ConfigError("model.task", "this is an sft run: it completes prompts, it has no class probabilities.",
+                              "use `hyperscale generate RUN_DIR --prompt ...` (Predictor.generate) instead.")
         self.model.eval()
         bs = batch_size or self.cfg.eval.batch_size
         out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)

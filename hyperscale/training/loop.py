@@ -21,7 +21,7 @@ from pathlib import Path
 from hyperscale.config import RunConfig
 from hyperscale.data.batches import EpochSampler, collate
 from hyperscale.eval.evaluate import Evaluator, headline
-from hyperscale.eval.report import predictions_frame, write_results
+from hyperscale.eval.report import write_results
 from hyperscale.rundir import RunDir, save_trainable
 from hyperscale.training import faults, run_state
 from hyperscale.training.checkpoint import Checkpointer, gathered_trainable_state
@@ -54,8 +54,8 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     log = RunLog(cfg, run.path, ctx.is_main, resumed_step=start_step)
     log.write({"step": start_step, "split": "resume", "checkpoint": p.resume_from.name, "runtime": p.model.runtime}
               if p.resume_from else {"step": 0, "split": "start", "runtime": p.model.runtime})
-    evaluator = Evaluator(p.eval_rows, p.labels, p.train_majority, p.train_prior, cfg, p.pad_id, ctx.device,
-                          ctx.rank, ctx.world_size)
+    evaluator = _evaluator(cfg, p, ctx)
+    to_batch = _batcher(cfg, p, ctx.device)
     last_record: dict = {}
 
     engine.train()
@@ -63,7 +63,7 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
         meter.begin_step()
         for micro in range(t.grad_accum_steps):
             rows = sampler.next_batch()
-            batch = collate(p.train_rows, rows, p.pad_id, ctx.device)
+            batch = to_batch(rows)
             loss = faults.on_loss(ctx.rank, step, run.path, engine(batch)["loss"])
             engine.backward(loss)
             meter.add(loss.item(), len(rows), int(batch["attention_mask"].sum()))
@@ -85,11 +85,31 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     metrics.update(step=t.max_steps, trainable_params=p.model.n_trainable(), backbone_params=p.model.backbone_params,
                    adapter_kind=cfg.adapter.kind, labels=p.labels, runtime=p.model.runtime,
                    scored_split=cfg.eval.split)  # "validation": a tuning run; the eval split was never scored
+    if p.sft_data:
+        metrics["sft_data"] = p.sft_data  # rows truncated to model.max_length (data.overflow), per split
     log.write({"step": t.max_steps, "split": "eval", **headline(metrics)})
     trainable = gathered_trainable_state(engine.module, cfg.distributed.zero_stage)  # collective under ZeRO-3
     log.finish(headline(metrics))
     if ctx.is_main:
         save_trainable(trainable, run.trainable)
-        write_results(run, metrics, cfg.eval.min_items_per_annotator,
-                      predictions_frame(p.eval_rows, evaluator.last_probs, p.labels))
+        write_results(run, metrics, cfg.eval.min_items_per_annotator, evaluator.predictions())
     return metrics
+
+
+def _evaluator(cfg: RunConfig, p, ctx):
+    if cfg.model.task == "sft":
+        from hyperscale.eval.sft import SFTEvaluator
+
+        return SFTEvaluator(p.eval_rows, p.labels, p.train_majority, cfg, p.tokenizer, ctx.device, ctx.rank,
+                            ctx.world_size)
+    return Evaluator(p.eval_rows, p.labels, p.train_majority, p.train_prior, cfg, p.pad_id, ctx.device,
+                     ctx.rank, ctx.world_size)
+
+
+def _batcher(cfg: RunConfig, p, device):
+    """Sampled row indices -> a training batch: padded rows, or packed sequences (train.packing, sft)."""
+    if cfg.train.packing:
+        from hyperscale.data.packing import collate_packed
+
+        return lambda rows: collate_packed(p.train_rows, rows, p.pad_id, cfg.model.max_length, device)
+    return lambda rows: collate(p.train_rows, rows, p.pad_id, device)

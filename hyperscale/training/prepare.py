@@ -11,7 +11,7 @@ The order is chosen so that expensive or irreversible work comes last:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ class Prepared:
     model: object  # PerspectivistModel, on ctx.device
     pad_id: int
     resume_from: Path | None  # the checkpoint to resume, already checked compatible
+    tokenizer: object = None
+    sft_data: dict = field(default_factory=dict)  # sft: rows truncated to model.max_length, per split (eval.json "sft_data")
 
 
 def subsample(frame, max_rows: int | None, seed: int):
@@ -52,7 +54,7 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
 
     seed_everything(cfg.train.seed)
     # Rank 0 writes data_report.json and bad_rows.jsonl, before any DataError is raised.
-    data = load_data(cfg.data, run_dir=str(run.path) if ctx.is_main else None)
+    data = load_data(cfg.data, run_dir=str(run.path) if ctx.is_main else None, task=cfg.model.task)
     if ctx.is_main:
         print(data.report.summary(), flush=True)
     fields = data.condition_fields()
@@ -71,12 +73,22 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     if ctx.is_main:
         print(f"compute dtype: {backbone.dtype_choice.dtype} ({backbone.dtype_choice.reason})", flush=True)
     tok = backbone.tokenizer
-    template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
-    train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
     # eval.split=validation (tuning): the eval split is never encoded, so it cannot be scored.
     scored = data.validation if cfg.eval.split == "validation" else data.eval
     eval_frame = subsample(scored, cfg.eval.max_examples, cfg.train.seed)
-    eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
+    sft_data = {}
+    if cfg.model.task == "sft":
+        train_rows, eval_rows, sft_data = _encode_sft(cfg, tok, vocab, data, fields, train_frame, eval_frame)
+        if ctx.is_main:
+            data.report.notes["sft"] = sft_data
+            data.report.save(str(run.path))
+            print(f"sft: {sft_data['train_truncated_rows']} of {len(train_rows)} train rows and "
+                  f"{sft_data['eval_truncated_rows']} of {len(eval_rows)} eval rows truncated to model.max_length="
+                  f"{cfg.model.max_length} (data.overflow={cfg.data.overflow})", flush=True)
+    else:
+        template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
+        train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
+        eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
 
     seed_everything(cfg.train.seed)  # identical trainable init on every rank, whatever loading consumed
     model = build_model(cfg, {f: vocab.size(f) for f in fields}, data.labels, backbone, device=ctx.device)
@@ -86,7 +98,31 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
         cfg.save(run.config, runtime=model.runtime)
         vocab.save(run.vocab)
         write_atomic(run.labels, json.dumps(data.labels))
+    known = train_rows.labels[train_rows.labels >= 0]  # sft rows may have no label (-1)
     return Prepared(vocab=vocab, labels=data.labels, train_rows=train_rows, eval_rows=eval_rows,
-                    train_majority=int(np.bincount(train_rows.labels, minlength=len(data.labels)).argmax()),
+                    train_majority=int(np.bincount(known, minlength=max(1, len(data.labels))).argmax()),
                     train_prior=label_distribution(train_frame, data.labels), model=model, pad_id=tok.pad_token_id,
-                    resume_from=resume_from)
+                    resume_from=resume_from, tokenizer=tok, sft_data=sft_data)
+
+
+def _encode_sft(cfg: RunConfig, tok, vocab, data, fields, train_frame, eval_frame):
+    """Train and eval rows as prompt + completion sequences, and what fitting them to max_length did."""
+    from hyperscale.data.sft import encode_sft
+
+    if cfg.adapter.aggregate_labels and "completion" in train_frame and train_frame["completion"].notna().any():
+        from hyperscale.errors import ConfigError
+
+        raise ConfigError("adapter.aggregate_labels", "is true, but these sft rows have their own completions: a "
+                          "majority label has no completion text to train on.",
+                          "set adapter.aggregate_labels=false, or train on verbalized labels (no completion column).")
+    kw = {"max_length": cfg.model.max_length, "template": cfg.model.prompt_template,
+          "verbalizers": cfg.model.verbalizers, "chat": cfg.data.messages_column is not None,
+          "overflow": cfg.data.overflow}
+    train_rows, train_fit = encode_sft(train_frame, tok, vocab, data.labels, fields, split="train", **kw)
+    eval_rows, eval_fit = encode_sft(eval_frame, tok, vocab, data.labels, fields, split="eval", **kw)
+    counts = {"overflow": cfg.data.overflow, "max_length": cfg.model.max_length,
+              "train_truncated_rows": train_fit.n_truncated, "train_completion_cut_rows": train_fit.n_completion_cut,
+              "eval_truncated_rows": eval_fit.n_truncated, "eval_completion_cut_rows": eval_fit.n_completion_cut,
+              "train_longest_tokens": train_fit.max_tokens, "eval_longest_tokens": eval_fit.max_tokens,
+              "empty_completion_rows": int(data.report.reasons.get("empty_completion", 0))}
+    return train_rows, eval_rows, counts

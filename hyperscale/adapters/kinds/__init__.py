@@ -38,6 +38,8 @@ class AdapterKind:
     """May train on per-item majority labels (adapter.aggregate_labels)."""
     unknown_annotator: ClassVar[str] = "the mean of its annotator tables"
     """What an annotator unseen in training gets (adapters/fallback.py); predict says so."""
+    no_sft: ClassVar[str | None] = None
+    """Why this kind cannot train model.task=sft (None: it can)."""
 
     def validate(self, cfg) -> None:
         """Config-only checks; every failure a ConfigError naming the key and the fix."""
@@ -49,7 +51,10 @@ class AdapterKind:
             raise ConfigError("adapter.aggregate_labels", f"is true with adapter.kind={self.name}: a majority label "
                               "has no annotator, so per-annotator parameters would never train.",
                               "use adapter.kind=shared_lora with aggregate_labels, or set it false.")
-        if self.own_classifier and cfg.model.task != "classification":
+        if self.no_sft and cfg.model.task == "sft":
+            raise ConfigError("adapter.kind", f"{self.name} cannot train model.task=sft: {self.no_sft}",
+                              "use hyper_lora, shared_lora, per_annotator_lora or annotator_embedding for sft.")
+        if self.own_classifier and cfg.model.task == "causal_lm":
             raise ConfigError("adapter.kind", f"{self.name} trains its own classifier over the pooled representation; "
                               f"model.task={cfg.model.task} reads the frozen LM head instead.",
                               "set model.task=classification for this baseline.")
@@ -64,9 +69,11 @@ class AdapterKind:
         return SharedLoRA(specs, cfg.adapter.rank)
 
     def build_head(self, cfg, backbone, labels: list[str], condition_sizes: dict[str, int]):
-        """-> a Head. Default: a linear classifier, or the frozen LM head for causal_lm."""
-        from hyperscale.adapters.heads import ClassHead, VerbalizerHead
+        """-> a Head. Default: a linear classifier, or the frozen LM head for causal_lm and sft."""
+        from hyperscale.adapters.heads import ClassHead, CompletionHead, VerbalizerHead
 
+        if cfg.model.task == "sft":
+            return CompletionHead(backbone.lm_head)
         if cfg.model.task == "causal_lm":
             words = cfg.model.verbalizers or labels
             if len(words) != len(labels):

@@ -14,9 +14,12 @@ class AnnotatorEmbeddingKind(AdapterKind):
     unknown_annotator = "the mean embedding"
 
     def build_head(self, cfg, backbone, labels, condition_sizes):
-        from hyperscale.adapters.heads import AnnotatorEmbeddingHead
+        from hyperscale.adapters import heads
 
-        return AnnotatorEmbeddingHead(backbone.hidden_size, len(labels), condition_sizes["annotator"])
+        if cfg.model.task == "sft":  # the embedding is added before the frozen LM head instead
+            return heads.AnnotatorEmbeddingCompletionHead(backbone.lm_head, backbone.hidden_size,
+                                                    condition_sizes["annotator"])
+        return heads.AnnotatorEmbeddingHead(backbone.hidden_size, len(labels), condition_sizes["annotator"])
 
 
 KIND = AnnotatorEmbeddingKind()

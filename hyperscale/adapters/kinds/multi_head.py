@@ -11,6 +11,8 @@ class MultiHeadKind(AdapterKind):
     order = 30
     own_classifier = True
     unknown_annotator = "the mean head"
+    no_sft = ("its per-annotator heads are class heads over a pooled vector; an LM head per annotator would be "
+              "vocabulary x hidden parameters each (28M for SmolLM2-135M).")
 
     def build_head(self, cfg, backbone, labels, condition_sizes):
         from hyperscale.adapters.heads import MultiHead

@@ -1,0 +1,141 @@
+"""sft model and training: the loss is the completion tokens' NLL (by hand), every kind trains, an
+end-to-end run through api.train writes eval.json's sft fields, resume is exact, `hyperscale generate`."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyperscale import api
+from hyperscale.data.batches import collate
+from hyperscale.data.sft import encode_sft
+from hyperscale.data.vocab import ConditionVocab
+from tests.helpers import randomise_b, records, seeded_model, tiny_config
+
+SFT = ("model.task=sft", "model.prompt_template='{text} =>'")
+FRAME = pd.DataFrame({"item_id": ["i1", "i1", "i2", "i3"], "annotator": ["a0", "a1", "a2", "a0"],
+                      "text": ["the cat sat", "the cat sat", "a much longer prompt than the others", "hi"],
+                      "completion": [" on the mat", " on a hat, then left", " yes", " no"], "label": None})
+
+
+def _batch(tok):
+    vocab = ConditionVocab({"annotator": ["a0", "a1", "a2"]})
+    rows, _ = encode_sft(FRAME, tok, vocab, [], ["annotator"], max_length=32, template="{text} =>",
+                         verbalizers=None, chat=False, overflow="truncate")
+    return rows, collate(rows, np.arange(len(FRAME)), tok.pad_token_id)
+
+
+def _model(kind="hyper_lora", *extra):
+    from hyperscale.backbones.load import load_backbone
+
+    cfg = tiny_config(*SFT, f"adapter.kind={kind}", *extra)
+    torch.manual_seed(0)
+    backbone = load_backbone(cfg.model)
+    from hyperscale.model import build_model
+
+    model = build_model(cfg, {"annotator": 3}, [], backbone)
+    randomise_b(model, 0.3)
+    return model, backbone.tokenizer
+
+
+def test_loss_is_the_mean_nll_of_the_completion_tokens_by_hand():
+    model, tok = _model()
+    rows, batch = _batch(tok)
+    out = model(batch)
+    # by hand: the same adapters, the whole sequence through the body and the LM head, then the
+    # log-probability of each completion token (and the EOS) read at the position before it
+    weights, index = model.lora(batch, None)
+    model.state.publish(weights, index)
+    hidden = model.body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    logp = F.log_softmax(model.head.lm_head(hidden).float(), -1)  # (B, T, vocab)
+    nll, per_row = [], []
+    for b in range(len(FRAME)):
+        seq, p = rows.item_tokens[b], int(rows.prompt_lens[b])
+        row = [-logp[b, t - 1, seq[t]].item() for t in range(p, len(seq))]  # completion + EOS tokens
+        nll += row
+        per_row.append(sum(row))
+    assert out["loss"].item() == pytest.approx(float(np.mean(nll)), abs=1e-5)
+    assert len(out["token_nll"]) == len(nll)
+    sums = np.bincount(out["token_row"].numpy(), weights=out["token_nll"].double().numpy())
+    np.testing.assert_allclose(sums, per_row, rtol=1e-5)
+    # exactly the completion tokens (and EOS) are read: no prompt or padding position
+    assert (batch["lm_targets"] != -100).sum().item() == len(nll)
+
+
+@pytest.mark.parametrize("kind,extra", [("hyper_lora", ()), ("shared_lora", ()), ("per_annotator_lora", ()),
+                                        ("annotator_embedding", ()), ("hyper_lora", ("adapter.conditions=[instance]",))],
+                         ids=["hyper_lora", "shared_lora", "per_annotator_lora", "annotator_embedding", "instance"])
+def test_every_kind_trains_sft(kind, extra):
+    model, tok = _model(kind, *extra)
+    _, batch = _batch(tok)
+    opt = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
+    first = None
+    for _ in range(8):
+        loss = model(batch)["loss"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # the completion becomes likelier (measured drops at these settings: 0.22 to 0.41 nats; the tiny random
+    # model's frozen LM head starts near uniform, ln(49152) = 10.8)
+    assert model(batch)["loss"].item() < first - 0.15, kind
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("sft") / "full"
+    cfg = tiny_config(*SFT, "train.max_steps=4", "train.save_every=2", "train.log_every=1", "train.warmup_steps=0",
+                      "train.micro_batch_size=8", "data.synthetic.n_items=60", "data.synthetic.n_annotators=6",
+                      "eval.max_examples=24", "eval.max_new_tokens=3", "logging.wandb.mode=disabled",
+                      "model.verbalizers=[low,high]")
+    return cfg, run_dir, api.train(cfg, run_dir, use_ray=False)
+
+
+def test_end_to_end_run_writes_the_sft_eval_fields(sft_run):
+    cfg, run_dir, metrics = sft_run
+    on_disk = json.loads((run_dir / "eval.json").read_text())
+    for key in ("completion_loss", "perplexity", "n_completion_tokens", "macro_f1", "micro_f1", "accuracy",
+                "unparsed_fraction", "majority_baseline", "sft_data"):
+        assert key in on_disk, key
+    assert on_disk["perplexity"] == pytest.approx(np.exp(on_disk["completion_loss"]))
+    assert on_disk["n_examples"] == 24 and on_disk["sft_data"]["train_truncated_rows"] == 0
+    per = on_disk["per_annotator"]
+    n_tok = sum(a["n_tokens"] for a in per.values())
+    assert n_tok == on_disk["n_completion_tokens"]
+    pooled = sum(a["completion_loss"] * a["n_tokens"] for a in per.values()) / n_tok
+    assert pooled == pytest.approx(on_disk["completion_loss"])
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    assert len(preds) == 24 and set(preds["pred"]) <= {"0", "1", "unparsed"}
+    assert on_disk["unparsed_fraction"] == pytest.approx((preds["pred"] == "unparsed").mean())
+    assert (run_dir / "per_annotator.csv").read_text().startswith("annotator,known,n,n_tokens,completion_loss")
+    # every completion: ' low' / ' high' + EOS = 2 tokens
+    assert on_disk["n_completion_tokens"] == 2 * 24
+
+
+def test_resume_of_an_sft_run_is_exact(sft_run, tmp_path):
+    cfg, full_dir, metrics = sft_run
+    run_dir = tmp_path / "resumed"
+    run_dir.mkdir()
+    shutil.copytree(full_dir / "checkpoint_000002", run_dir / "checkpoint_000002")
+    resumed_metrics = api.train(cfg, run_dir, use_ray=False)
+    full, resumed = records(full_dir), records(run_dir)
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert abs(resumed[step]["loss"] - full[step]["loss"]) <= 1e-6, step
+    assert abs(resumed_metrics["completion_loss"] - metrics["completion_loss"]) <= 1e-6
+
+
+def test_hyperscale_generate_on_an_sft_run(sft_run, capsys):
+    from hyperscale.cli import main
+
+    _, run_dir, _ = sft_run
+    assert main(["generate", str(run_dir), "--prompt", "w1 w2 w3", "--annotators", "a0,a1,nobody",
+                 "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("[0]")]
+    assert [line.split(":")[0] for line in lines] == ["[0] a0", "[0] a1", "[0] nobody*"]
+    assert "fallback" in out.err
