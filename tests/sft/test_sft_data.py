@@ -46,7 +46,7 @@ def test_completion_rows_and_empty_completions_are_counted_not_dropped(tmp_path,
                      task="sft", run_dir=str(tmp_path / "run"))
     assert data.labels == []  # free text: no label column
     assert data.report.reasons == {"empty_completion": 1}
-    bad = [json.loads(line) for line in open(tmp_path / "run" / "bad_rows.jsonl")]
+    bad = [json.loads(line) for line in (tmp_path / "run" / "bad_rows.jsonl").read_text().splitlines()]
     assert [(b["row"], b["reason"]) for b in bad] == [(4, "empty_completion")]
     both = pd.concat([data.train, data.eval])
     assert sorted(both["completion"]) == [" on the dog, twice", " on the mat", " world"]

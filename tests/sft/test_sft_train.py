@@ -14,7 +14,7 @@ from hyperscale import api
 from hyperscale.data.batches import collate
 from hyperscale.data.sft import encode_sft
 from hyperscale.data.vocab import ConditionVocab
-from tests.helpers import randomise_b, records, seeded_model, tiny_config
+from tests.helpers import randomise_b, records, tiny_config
 
 SFT = ("model.task=sft", "model.prompt_template='{text} =>'")
 FRAME = pd.DataFrame({"item_id": ["i1", "i1", "i2", "i3"], "annotator": ["a0", "a1", "a2", "a0"],
@@ -96,7 +96,7 @@ def sft_run(tmp_path_factory):
 
 
 def test_end_to_end_run_writes_the_sft_eval_fields(sft_run):
-    cfg, run_dir, metrics = sft_run
+    _, run_dir, _ = sft_run
     on_disk = json.loads((run_dir / "eval.json").read_text())
     for key in ("completion_loss", "perplexity", "n_completion_tokens", "macro_f1", "micro_f1", "accuracy",
                 "unparsed_fraction", "majority_baseline", "sft_data"):
