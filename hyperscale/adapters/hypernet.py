@@ -21,10 +21,12 @@ batch go through the MLP, so cost does not depend on how many perspectives exist
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hyperscale.adapters.fallback import gather_rows
@@ -53,6 +55,10 @@ class HyperNetwork(nn.Module):
         n_layers = max(s.layer for s in specs) + 1
         self.layer_emb = nn.Embedding(n_layers, cfg.module_dim)
         self.kind_emb = nn.Embedding(len(self.group_names), cfg.module_dim)
+        # Every adapted module's (layer, group) index, in group order, built once (not per forward).
+        members = [(s.layer, k) for k, g in enumerate(self.group_names) for s in self._groups[g]]
+        self.register_buffer("_module_layer", torch.tensor([m[0] for m in members]), persistent=False)  # (L,)
+        self.register_buffer("_module_group", torch.tensor([m[1] for m in members]), persistent=False)  # (L,)
 
         trunk, width = [], cond_width + 2 * cfg.module_dim
         for _ in range(cfg.num_hidden_layers):
@@ -95,20 +101,30 @@ class HyperNetwork(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, cond: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """(U, cond_width) -> {module name: (A (U, r, d_in), B (U, d_out, r))}."""
+        """(U, cond_width) -> {module name: (A (U, r, d_in), B (U, d_out, r))}.
+
+        The trunk's input is [condition ; module embedding] for each of the U x L (condition,
+        module) pairs. Its first Linear is split into its condition and module columns, each
+        applied once (U rows and L rows) and broadcast-added: the U x L pre-activations without
+        a U x L x width input, and one trunk pass for all groups (was one per group, and a
+        torch.tensor of layer indices per group per forward). Same maths as the concatenated
+        input up to float summation order (tests/adapters/test_hypernet.py).
+        """
         U, r = cond.shape[0], self.rank
-        weights = {}
-        for k, group in enumerate(self.group_names):
+        module = torch.cat([self.layer_emb(self._module_layer), self.kind_emb(self._module_group)], dim=-1)  # (L, 2md)
+        first, w = self.trunk[0], self.cond_width  # num_hidden_layers >= 1 (config checks)
+        h = (F.linear(cond, first.weight[:, :w], first.bias)[:, None, :]  # (U, 1, hidden)
+             + F.linear(module, first.weight[:, w:])[None])  # (1, L, hidden) -> (U, L, hidden)
+        for layer in itertools.islice(self.trunk, 1, None):
+            h = layer(h)
+        weights, start = {}, 0
+        for group in self.group_names:
             members = self._groups[group]
-            layers = torch.tensor([s.layer for s in members], device=cond.device)
-            module = torch.cat([self.layer_emb(layers),
-                                self.kind_emb.weight[k].expand(len(members), -1)], dim=-1)  # (L_k, 2*module_dim)
-            inp = torch.cat([cond[:, None, :].expand(U, len(members), -1),
-                             module[None].expand(U, -1, -1)], dim=-1)  # (U, L_k, cond+module)
-            h = self.trunk(inp)  # (U, L_k, hidden)
-            d_in, d_out = members[0].d_in, members[0].d_out
-            A = self.head_a[group](h).view(U, len(members), r, d_in).transpose(0, 1).contiguous()  # (L_k, U, r, d_in)
-            B = self.head_b[group](h).view(U, len(members), d_out, r).transpose(0, 1).contiguous()  # (L_k, U, d_out, r)
+            n, d_in, d_out = len(members), members[0].d_in, members[0].d_out
+            hg = h[:, start:start + n]  # (U, L_k, hidden)
+            start += n
+            A = self.head_a[group](hg).view(U, n, r, d_in).transpose(0, 1).contiguous()  # (L_k, U, r, d_in)
+            B = self.head_b[group](hg).view(U, n, d_out, r).transpose(0, 1).contiguous()  # (L_k, U, d_out, r)
             for j, spec in enumerate(members):
                 weights[spec.name] = (A[j], B[j])
         return weights
