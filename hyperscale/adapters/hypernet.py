@@ -108,25 +108,28 @@ class HyperNetwork(nn.Module):
         applied once (U rows and L rows) and broadcast-added: the U x L pre-activations without
         a U x L x width input, and one trunk pass for all groups (was one per group, and a
         torch.tensor of layer indices per group per forward). Same maths as the concatenated
-        input up to float summation order (tests/adapters/test_hypernet.py).
+        input up to float summation order (tests/adapters/test_hypernet_split.py).
         """
         U, r = cond.shape[0], self.rank
         module = torch.cat([self.layer_emb(self._module_layer), self.kind_emb(self._module_group)], dim=-1)  # (L, 2md)
         first, w = self.trunk[0], self.cond_width  # num_hidden_layers >= 1 (config checks)
-        h = (F.linear(cond, first.weight[:, :w], first.bias)[:, None, :]  # (U, 1, hidden)
-             + F.linear(module, first.weight[:, w:])[None])  # (1, L, hidden) -> (U, L, hidden)
+        # Module-major (L, U, hidden): each group is a contiguous slice, and its heads emit
+        # (L_k, U, r*d) in the layout A and B are handed out in (no transpose + copy per group).
+        h = (F.linear(module, first.weight[:, w:])[:, None, :]  # (L, 1, hidden)
+             + F.linear(cond, first.weight[:, :w], first.bias)[None])  # (1, U, hidden) -> (L, U, hidden)
         for layer in itertools.islice(self.trunk, 1, None):
             h = layer(h)
         weights, start = {}, 0
         for group in self.group_names:
             members = self._groups[group]
             n, d_in, d_out = len(members), members[0].d_in, members[0].d_out
-            hg = h[:, start:start + n]  # (U, L_k, hidden)
+            hg = h[start:start + n]  # (L_k, U, hidden)
             start += n
-            A = self.head_a[group](hg).view(U, n, r, d_in).transpose(0, 1).contiguous()  # (L_k, U, r, d_in)
-            B = self.head_b[group](hg).view(U, n, d_out, r).transpose(0, 1).contiguous()  # (L_k, U, d_out, r)
-            for j, spec in enumerate(members):
-                weights[spec.name] = (A[j], B[j])
+            A = self.head_a[group](hg).view(n, U, r, d_in)  # (L_k, U, r, d_in)
+            B = self.head_b[group](hg).view(n, U, d_out, r)  # (L_k, U, d_out, r)
+            # unbind: one backward (a stack) for the group, not a zero-filled (L_k, ...) per module
+            for spec, A_j, B_j in zip(members, A.unbind(0), B.unbind(0)):
+                weights[spec.name] = (A_j, B_j)
         return weights
 
 
