@@ -61,6 +61,7 @@ def test_packed_loss_and_gradients_equal_unpacked(kind, extra):
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_packing_trains_end_to_end_with_the_same_losses(tmp_path):
     """A packed run logs the unpacked run's losses (same rows per step), through the DeepSpeed engine."""
     from hyperscale import api

@@ -91,7 +91,7 @@ def sft_run(tmp_path_factory):
     cfg = tiny_config(*SFT, "train.max_steps=4", "train.save_every=2", "train.log_every=1", "train.warmup_steps=0",
                       "train.micro_batch_size=8", "data.synthetic.n_items=60", "data.synthetic.n_annotators=6",
                       "eval.max_examples=24", "eval.max_new_tokens=3", "logging.wandb.mode=disabled",
-                      "model.verbalizers=[low,high]")
+                      "model.verbalizers=[low,high]", "model.max_length=14")  # some prompts are cut
     return cfg, run_dir, api.train(cfg, run_dir, use_ray=False)
 
 
@@ -102,7 +102,11 @@ def test_end_to_end_run_writes_the_sft_eval_fields(sft_run):
                 "unparsed_fraction", "majority_baseline", "sft_data"):
         assert key in on_disk, key
     assert on_disk["perplexity"] == pytest.approx(np.exp(on_disk["completion_loss"]))
-    assert on_disk["n_examples"] == 24 and on_disk["sft_data"]["train_truncated_rows"] == 0
+    assert on_disk["n_examples"] == 24
+    # the longest synthetic row (15 tokens) does not fit: truncated rows are counted in eval.json and data_report.json
+    sft_data = on_disk["sft_data"]
+    assert sft_data["train_longest_tokens"] > 14 and 0 < sft_data["train_truncated_rows"] < 240
+    assert json.loads((run_dir / "data_report.json").read_text())["notes"]["sft"] == sft_data
     per = on_disk["per_annotator"]
     n_tok = sum(a["n_tokens"] for a in per.values())
     assert n_tok == on_disk["n_completion_tokens"]
@@ -139,3 +143,35 @@ def test_hyperscale_generate_on_an_sft_run(sft_run, capsys):
     lines = [line for line in out.out.splitlines() if line.startswith("[0]")]
     assert [line.split(":")[0] for line in lines] == ["[0] a0", "[0] a1", "[0] nobody*"]
     assert "fallback" in out.err
+
+
+def test_parsed_generations_score_like_classification_and_unparsed_is_wrong(sft_run):
+    """eval/sft.py's metrics from given parses: an unparsed row is wrong for every class, never a class."""
+    from hyperscale.eval.metrics import perspectivist_metrics
+    from hyperscale.eval.sft import SFTEvaluator
+    from hyperscale.model import build_model
+
+    cfg, _, _ = sft_run
+    rows = encode_sft(FRAME.assign(label=["0", "1", "1", "0"], completion=None), _tok(), ConditionVocab(
+        {"annotator": ["a0", "a1", "a2"]}), ["0", "1"], ["annotator"], max_length=32, template="{text} =>",
+        verbalizers=["low", "high"], chat=False, overflow="truncate")[0]
+    ev = SFTEvaluator(rows, ["0", "1"], 0, cfg, _tok(), "cpu")
+    model = build_model(cfg, {"annotator": 3}, ["0", "1"])
+    values = {"nll": np.array([1.0, 2.0, 3.0, 4.0]), "n_tokens": np.array([2, 2, 2, 2]),
+              "generated": np.array([" low", "high!", "maybe", " high"], dtype=object),
+              "pred": np.array([0, 1, -1, 1])}
+    m = ev._metrics(model, values)
+    assert m["completion_loss"] == pytest.approx(10 / 8) and m["n_unparsed"] == 1 and m["unparsed_fraction"] == 0.25
+    assert m["accuracy"] == 0.5  # rows 0, 1 right; the unparsed row 2 and row 3 wrong
+    # the same as scoring the unparsed row as a wrong class: gold 1 -> predicted 0
+    ref = perspectivist_metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 1]), rows.annotators, ["0", "1"], 1)
+    assert m["micro_f1"] != ref["micro_f1"]  # ... except that no class gains a false positive from it
+    assert m["f1_per_class"]["1"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))  # tp 1 (row 1), fp 1 (row 3), fn 1 (row 2)
+    assert m["f1_per_class"]["0"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))  # tp 1 (row 0), fn 1 (row 3)
+    assert m["per_annotator"]["a0"]["accuracy"] == 0.5 and m["per_annotator"]["a2"]["accuracy"] == 0.0
+
+
+def _tok():
+    from hyperscale.backbones.load import load_tokenizer
+
+    return load_tokenizer(tiny_config().model)
