@@ -50,6 +50,14 @@ def test_bench_train_writes_every_output(tmp_path):
     assert len(names) == 6 and all(t["met"] in (True, False, None) for t in report["targets"])
     trainable = report["trainable_at_1000"]
     assert trainable["ratio"] == pytest.approx(trainable["hyper_lora"] / trainable["per_annotator_lora"])
+    shapes = {r["model"]: r for r in report["trainable_at_1000_by_shape"]}
+    assert set(shapes) == {"this config (tiny-random-llama)", "SmolLM2-135M", "Llama-3-8B"}
+    assert shapes["this config (tiny-random-llama)"]["hyper_lora"] == trainable["hyper_lora"]  # counted == built
+    # Llama-3-8B's q/v (4096 -> 4096 and 4096 -> 1024) at the config's rank: per_annotator_lora counted by hand.
+    llama = shapes["Llama-3-8B"]
+    rank = report["base"]["rank"]
+    assert 0 <= llama["per_annotator_lora"] - 1000 * llama["adapted_modules"] // 2 * rank * (8192 + 5120) < 10**4  # head
+    assert llama["ratio"] < shapes["this config (tiny-random-llama)"]["ratio"]
     md = (out / "bench.md").read_text()
     assert "## targets (issue 12)" in md and "| seed_loop |" in md and "sweep: conditions" in md
     for name in ("variants.png", "step_vs_perspectives.png", "step_vs_conditions.png"):
