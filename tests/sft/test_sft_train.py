@@ -175,3 +175,20 @@ def _tok():
     from hyperscale.backbones.load import load_tokenizer
 
     return load_tokenizer(tiny_config().model)
+
+
+def test_free_text_completion_files_train_without_labels(tmp_path):
+    """Files with a completion column and no label column (the Hyperdecoders / Hyper-X recipes' shape),
+    instance-conditioned: eval.json has the completion loss and no label metrics."""
+    rows = [{"item_id": f"i{i}", "text": " ".join(f"w{(i * 7 + j) % 13}" for j in range(3 + i % 4)),
+             "annotator": "x", "completion": f" w{i % 5} w{i % 3}"} for i in range(40)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_config(*SFT, "data.source=files", f"data.train_files=[{path}]", "data.item_column=item_id",
+                      "adapter.conditions=[instance]", "train.max_steps=2", "train.micro_batch_size=8",
+                      "eval.max_new_tokens=2", "logging.wandb.mode=disabled", "train.packing=true")
+    metrics = api.train(cfg, tmp_path / "run", use_ray=False)
+    assert metrics["labels"] == [] and "macro_f1" not in metrics and metrics["n_examples"] == 8
+    per_row = len(_tok()(" w1 w2", add_special_tokens=False)["input_ids"]) + 1  # every ' wA wB' (+ EOS) alike
+    assert metrics["n_completion_tokens"] == 8 * per_row
+    assert np.isfinite(metrics["completion_loss"])
