@@ -1,0 +1,75 @@
+"""docs/results.md's tables from a measurement chain's outputs, and the copies under docs/ (issue 11).
+
+Usage: python scripts/experiments/tables.py RUNS DATASET [DATASET ...]
+Reads RUNS/DATASET/{tune/tune.json, compare/compare.json, compare/compare.md, options/options.{json,md}} and
+RUNS/DATASET.walls; copies the JSON to docs/results/DATASET.{tune,compare,options}.json and the plots to
+docs/img/comparison/; prints the markdown tables.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _setting(setting: dict) -> str:
+    out = []
+    for key, value in setting.items():
+        short = key.split(".")[-1]
+        out.append(f"{short}={value:.3g}" if isinstance(value, float) else f"{short}={value}")
+    return ", ".join(out)
+
+
+def tune_table(t: dict) -> str:
+    n = t["trials_per_kind"]
+    lines = [f"| kind | chosen setting | val macro-F1 | val soft CE | the {n} trials' val macro-F1 | trial wall s |",
+             "|---|---|---|---|---|---|"]
+    for kind, v in t["kinds"].items():
+        c = v["chosen"]
+        f1s = ", ".join("%.3f" % r["macro_f1"] for r in v["trials"])
+        walls = ", ".join("%.0f" % r["wall_s"] for r in v["trials"])
+        lines.append(f"| {kind} | {_setting(c['setting'])} | {c['macro_f1']:.4f} | {c['soft_ce']:.4f} | {f1s} | "
+                     f"{walls} |")
+    return "\n".join(lines) + (f"\n\ntune wall: {t['wall_s']:.0f} s ({len(t['kinds'])} kinds x {n} trials, "
+                               f"concurrency {t['concurrency']})\n")
+
+
+def main() -> None:
+    runs, datasets = Path(sys.argv[1]), sys.argv[2:]
+    docs, img = Path("docs/results"), Path("docs/img/comparison")
+    for d in datasets:
+        base = runs / d
+        print(f"### {d}\n")
+        walls = (runs / f"{d}.walls").read_text() if (runs / f"{d}.walls").exists() else ""
+        if (base / "options" / "options.json").exists():
+            o = json.loads((base / "options" / "options.json").read_text())
+            shutil.copy(base / "options" / "options.json", docs / f"{d}.options.json")
+            shutil.copy(base / "options" / "options.png", img / f"{d}_options.png")
+            print(f"#### {d}: hyper_lora variants on the validation split (seeds {o['seeds']})\n")
+            print((base / "options" / "options.md").read_text())
+        if (base / "tune" / "tune.json").exists():
+            t = json.loads((base / "tune" / "tune.json").read_text())
+            shutil.copy(base / "tune" / "tune.json", docs / f"{d}.tune.json")
+            print(f"#### {d}: chosen settings (validation split)\n")
+            print(tune_table(t))
+        if (base / "compare" / "compare.json").exists():
+            c = json.loads((base / "compare" / "compare.json").read_text())
+            shutil.copy(base / "compare" / "compare.json", docs / f"{d}.compare.json")
+            for png in (base / "compare").glob("bootstrap_intervals.png"):
+                shutil.copy(png, img / f"{d}_bootstrap.png")
+            print(f"#### {d}: eval split, chosen settings retrained over seeds {c['seeds']}\n")
+            print((base / "compare" / "compare.md").read_text())
+            train_wall = sum(k["wall_s"] for k in c["kinds"])
+            print(f"bootstrap wall: {c['bootstrap'].get('wall_s', float('nan')):.0f} s; "
+                  f"compare: {train_wall:.0f} s of training runs\n")
+        if walls:
+            print("walls: " + " ".join(walls.split()) + "\n")
+        _ = np  # numpy is imported for the reader's convenience in a REPL
+
+
+if __name__ == "__main__":
+    main()
