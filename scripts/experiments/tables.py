@@ -13,8 +13,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _setting(setting: dict) -> str:
     out = []
@@ -30,8 +28,8 @@ def tune_table(t: dict) -> str:
              "|---|---|---|---|---|---|"]
     for kind, v in t["kinds"].items():
         c = v["chosen"]
-        f1s = ", ".join("%.3f" % r["macro_f1"] for r in v["trials"])
-        walls = ", ".join("%.0f" % r["wall_s"] for r in v["trials"])
+        f1s = ", ".join(f"{r['macro_f1']:.3f}" for r in v["trials"])
+        walls = ", ".join(f"{r['wall_s']:.0f}" for r in v["trials"])
         lines.append(f"| {kind} | {_setting(c['setting'])} | {c['macro_f1']:.4f} | {c['soft_ce']:.4f} | {f1s} | "
                      f"{walls} |")
     return "\n".join(lines) + (f"\n\ntune wall: {t['wall_s']:.0f} s ({len(t['kinds'])} kinds x {n} trials, "
@@ -68,7 +66,6 @@ def main() -> None:
                   f"compare: {train_wall:.0f} s of training runs\n")
         if walls:
             print("walls: " + " ".join(walls.split()) + "\n")
-        _ = np  # numpy is imported for the reader's convenience in a REPL
 
 
 if __name__ == "__main__":
