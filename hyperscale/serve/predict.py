@@ -45,8 +45,9 @@ class Predictor:
             "item_id": np.repeat([f"q{i}" for i in range(n_t)], n_a).astype(object),
             "text": np.repeat(np.array(texts, dtype=object), n_a),
             "annotator": np.tile(np.array(annotators, dtype=object), n_t),
-            # encode_rows maps labels too; a placeholder class keeps one code path with training.
-            "label": self.run.labels[0],
+            # encode_rows maps labels too; a placeholder class keeps one code path with training
+            # (an sft run on free-text completions has no classes).
+            "label": self.run.labels[0] if self.run.labels else None,
         })
         for f in self.run.fields:
             if f not in frame:

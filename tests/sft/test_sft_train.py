@@ -192,3 +192,7 @@ def test_free_text_completion_files_train_without_labels(tmp_path):
     per_row = len(_tok()(" w1 w2", add_special_tokens=False)["input_ids"]) + 1  # every ' wA wB' (+ EOS) alike
     assert metrics["n_completion_tokens"] == 8 * per_row
     assert np.isfinite(metrics["completion_loss"])
+    from hyperscale.serve.predict import Predictor
+
+    out = Predictor.from_run(tmp_path / "run").generate(["w1 w2 w3", "w4"], ["x", "nobody"], max_new_tokens=2)
+    assert out["known"].tolist() == [True, False, True, False] and (out["n_tokens"] >= 1).all()
