@@ -96,18 +96,19 @@ def test_a_nonfinite_row_gradient_skips_the_step():
     assert table.row_grads.parts == []
 
 
-def _two_ranks(rank, port, rows, out):
+def _two_ranks(rank, port, stage, rows, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.manual_seed(1)
-    got = _trained(0, rows, rank=rank)
+    got = _trained(stage, rows, rank=rank)
     if rank == 0:
         torch.save(got, out)
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_gather_rows_like_deepspeed_reduces_dense_gradients(tmp_path):
+@pytest.mark.parametrize("stage", [0, 2])
+def test_two_gloo_ranks_gather_rows_like_deepspeed_reduces_dense_gradients(stage, tmp_path):
     import torch.multiprocessing as mp
 
     from hyperscale.training.distributed import _free_port
@@ -115,7 +116,7 @@ def test_two_gloo_ranks_gather_rows_like_deepspeed_reduces_dense_gradients(tmp_p
     results = {}
     for rows in (False, True):
         out = tmp_path / f"rows{rows}.pt"
-        mp.spawn(_two_ranks, args=(_free_port(), rows, str(out)), nprocs=2, join=True)
+        mp.spawn(_two_ranks, args=(_free_port(), stage, rows, str(out)), nprocs=2, join=True)
         results[rows] = torch.load(out)
     for name, value in results[False].items():
         torch.testing.assert_close(results[True][name], value, rtol=0, atol=1e-6, msg=name)
