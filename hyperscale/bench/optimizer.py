@@ -1,10 +1,13 @@
-"""Optimizer step time against the number of perspectives: dense vs lazy AdamW on the annotator tables.
+"""Optimizer step time against the number of perspectives: dense AdamW, lazy AdamW on a dense table gradient,
+and lazy AdamW on row gradients (the default at ZeRO 0-2) for the annotator tables.
 
     python -m hyperscale.bench.optimizer [--perspectives 16,10000,100000,1000000] [--repeats 7] [--out DIR]
 
 Builds hyper_lora on the tiny fp32 Llama (tests' sizes) with an annotator table of
 N rows (N x adapter.hypernet.condition_dim), one DeepSpeed engine per
-(N, train.table_optimizer), and times `engine.step()` (clipping, optimizer, LR
+(N, mode): `dense` (train.table_optimizer=dense), `lazy_scan` (lazy, the table's dense
+gradient scanned for touched entries: build_engine(row_gradients=False)) and `rows` (lazy
+from row gradients, training/sparse_tables.py), and times `engine.step()` (clipping, optimizer, LR
 schedule) after a backward of a 16-row batch with 16 distinct annotators, and the
 whole step (forward + backward + step). Engines of one N run interleaved, the
 first steps dropped, median and range over repeats; torch threads pinned
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-MODES = ("dense", "lazy")
+MODES = ("dense", "lazy_scan", "rows")
 
 
 def _engine(n: int, mode: str):
@@ -36,10 +39,11 @@ def _engine(n: int, mode: str):
                         "model": {"name_or_path": "tiny-random-llama", "max_length": 32, "compute_dtype": "float32"},
                         "train": {"progress_bar": False}},
                        ["adapter.target_modules=[q_proj,v_proj]", "adapter.kind=hyper_lora",
-                        "distributed.zero_stage=0", f"train.table_optimizer={mode}"])
+                        "distributed.zero_stage=0",
+                        f"train.table_optimizer={'dense' if mode == 'dense' else 'lazy'}"])
     torch.manual_seed(0)
     model = build_model(cfg, {"annotator": n}, ["0", "1"])
-    engine, _, _ = build_engine(model, cfg)
+    engine, _, _ = build_engine(model, cfg, row_gradients=mode == "rows")
     return engine
 
 
@@ -88,7 +92,7 @@ def run(perspectives: list[int], repeats: int, inner: int, warmup: int = 3, cloc
             rows.append({"perspectives": n, "table_optimizer": m,
                          "optimizer_s": statistics.median(opt), "optimizer_s_range": [min(opt), max(opt)],
                          "step_s": statistics.median(whole), "step_s_range": [min(whole), max(whole)]})
-            print(f"{n:>9,} {m:>5}  optimizer {1e3 * rows[-1]['optimizer_s']:8.2f} ms "
+            print(f"{n:>9,} {m:>9}  optimizer {1e3 * rows[-1]['optimizer_s']:8.2f} ms "
                   f"({1e3 * min(opt):.2f}-{1e3 * max(opt):.2f})  step {1e3 * rows[-1]['step_s']:8.2f} ms", flush=True)
         del engines
     return rows
@@ -106,7 +110,7 @@ def plot(rows: list[dict], path: Path) -> None:
         for m in MODES:
             sel = [r for r in rows if r["table_optimizer"] == m]
             ax.plot([r["perspectives"] for r in sel], [1e3 * r[key] for r in sel], marker="o",
-                    label=f"table_optimizer={m}")
+                    label=m)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("perspectives (annotator table rows)")
