@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-import torch  # noqa: E402
+import torch
 
 p = argparse.ArgumentParser()
 p.add_argument("config")
@@ -32,12 +32,12 @@ p.add_argument("--out")
 args = p.parse_args()
 torch.set_num_threads(1)
 
-from hyperscale.backbones.load import load_backbone  # noqa: E402
-from hyperscale.bench.train import Setting, make_batch  # noqa: E402
-from hyperscale.bench.variants import Runner, _Clock, build_runner  # noqa: E402
-from hyperscale.config import build_config, load_config  # noqa: E402
-from hyperscale.config.parse import to_dict  # noqa: E402
-from hyperscale.training.distributed import setup_distributed  # noqa: E402
+from hyperscale.backbones.load import load_backbone
+from hyperscale.bench.train import Setting, make_batch
+from hyperscale.bench.variants import Runner, _Clock, build_runner
+from hyperscale.config import build_config, load_config
+from hyperscale.config.parse import to_dict
+from hyperscale.training.distributed import setup_distributed
 
 setup_distributed(False)
 cfg = load_config(args.config, [])
@@ -81,4 +81,5 @@ for a, b in [("shared_plain", "peft_lora"), ("shared_zero0", "peft_lora"), ("sha
     out["ratios"][f"{a} / {b}"] = summary([x["step"] / y["step"] for x, y in zip(times[a], times[b])])
 print(json.dumps(out, indent=1))
 if args.out:
-    json.dump(out, open(args.out, "w"), indent=1)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)

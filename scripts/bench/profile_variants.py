@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-import torch  # noqa: E402
+import torch
 
 p = argparse.ArgumentParser()
 p.add_argument("config")
@@ -29,11 +29,11 @@ p.add_argument("--out")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-from hyperscale.backbones.load import load_backbone  # noqa: E402
-from hyperscale.bench.train import Setting, make_batch  # noqa: E402
-from hyperscale.bench.variants import build_runner  # noqa: E402
-from hyperscale.config import load_config  # noqa: E402
-from hyperscale.training.distributed import setup_distributed  # noqa: E402
+from hyperscale.backbones.load import load_backbone
+from hyperscale.bench.train import Setting, make_batch
+from hyperscale.bench.variants import build_runner
+from hyperscale.config import load_config
+from hyperscale.training.distributed import setup_distributed
 
 setup_distributed(False)
 cfg = load_config(args.config, [])
@@ -45,7 +45,7 @@ setting = Setting(perspectives=args.perspectives, conditions=16, seq_len=cfg.mod
                   rank=cfg.adapter.rank)
 vocab = backbone.body.get_input_embeddings().weight.shape[0]
 batch = make_batch(setting, vocab, len(labels), 0, "cpu")
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.profiler import ProfilerActivity, profile
 
 per_op = {}
 for v, r in runners.items():
@@ -65,5 +65,6 @@ print(f"{'op':48s} {args.a + ' ms':>16s} {args.b + ' ms':>16s} {'calls a':>8s} {
 for (ta, ca), (tb, cb), k in rows[: args.top]:
     print(f"{k[:48]:48s} {ta:16.3f} {tb:16.3f} {ca:8.0f} {cb:8.0f}")
 if args.out:
-    json.dump({"config": args.config, "steps": args.steps, "threads": args.threads, "per_op_ms_calls": per_op},
-              open(args.out, "w"), indent=1)
+    with open(args.out, "w") as f:
+        json.dump({"config": args.config, "steps": args.steps, "threads": args.threads, "per_op_ms_calls": per_op},
+                  f, indent=1)
