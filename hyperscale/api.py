@@ -86,12 +86,13 @@ def compare(config: str | Path, kinds: str, run_dir: str | Path | None = None, *
 
 
 def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 100, lr: float = 0.05,
-            out: str | Path | None = None) -> dict:
+            out: str | Path | None = None, field: str = "annotator") -> dict:
     """Fit the new annotators of `data` on their first k labels each.
 
     The finished run stays as it was; the result is a new run directory `out` (default
     `<run_dir>-onboarded`) that `predict` serves with the new annotators known, holding
     onboard.json (their F1 against the zero-shot fallback). Returns onboard.json's content.
+    `field="language"` (or "task") onboards new languages (tasks) of a hyper_lora run conditioned on them.
     """
     from hyperscale.errors import DataError
     from hyperscale.serve.onboard import check_out_free, read_rows, save_onboarded
@@ -104,7 +105,7 @@ def onboard(run_dir: str | Path, data: str | Path, *, k: int = 16, steps: int = 
         raise DataError(f"--data {str(data)!r} is not a file. Fix: pass a CSV / JSONL / Parquet file of rows "
                         f"(text, annotator, label) of the annotators to onboard.")
     run = load_run(run_dir)
-    result = _onboard(run, read_rows(run, str(data)), k, steps, lr)
+    result = _onboard(run, read_rows(run, str(data)), k, steps, lr, field=field)
     result["out"] = str(save_onboarded(run, out, result))
     return result
 

@@ -111,8 +111,8 @@ def cmd_tune(args) -> int:
 def cmd_onboard(args) -> int:
     from hyperscale.api import onboard
 
-    result = onboard(args.run_dir, args.data, k=args.k, steps=args.steps, lr=args.lr, out=args.out)
-    print(f"onboarded {result['n_new_annotators']} new annotators on k={args.k} labels each "
+    result = onboard(args.run_dir, args.data, k=args.k, steps=args.steps, lr=args.lr, out=args.out, field=args.field)
+    print(f"onboarded {result['n_new_ids']} new {args.field}s on k={args.k} labels each "
           f"({result['params_per_annotator']:,} parameters each); scored on {result['n_scored_rows']} later rows:")
     print(f"  mean per-annotator macro-F1  fallback {result['macro_f1_fallback']:.4f}  "
           f"onboarded {result['macro_f1_onboarded']:.4f}")
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=16, help="labels per new annotator to fit on (the rest are scored)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps (full batch of all fitting rows)")
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--field", default="annotator", choices=["annotator", "task", "language"],
+                   help="what is new: annotators (default), or languages / tasks of a hyper_lora run conditioned on "
+                        "them (its task / language embedding table grows)")
     p.add_argument("--out", default=None, help="the new run directory to write (default: RUN_DIR-onboarded); the "
                    "finished run itself is never changed")
     p = sub.add_parser("predict", help="labels for texts from any set of annotators (a text x annotator matrix)")

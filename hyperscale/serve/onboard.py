@@ -48,7 +48,10 @@ def read_rows(run: LoadedRun, path: str) -> pd.DataFrame:
     if data.source == "files":
         cfg = dataclasses.replace(data, train_files=[str(path)], eval_files=[], labels=list(run.labels))
     else:
-        cfg = DataConfig(source="files", train_files=[str(path)], labels=list(run.labels))
+        # a built-in or generated set's rows name their task / language in columns of those names
+        cfg = DataConfig(source="files", train_files=[str(path)], labels=list(run.labels),
+                         task_column="task" if "task" in run.fields else None,
+                         language_column="language" if "language" in run.fields else None)
     frame, report = read_files([str(path)], cfg, list(run.labels))
     report.check(cfg.max_bad_fraction)
     return frame

@@ -95,3 +95,17 @@ def test_a_custom_score_replaces_macro_f1(tmp_path):
     result = onboard(load_run(tmp_path), _frame(), k=4, steps=1, field="language", score=score)
     assert result["score_fallback"] == result["score_onboarded"] == pytest.approx(16 / 3)
     assert "macro_f1_onboarded" not in result and result["fallback"] == {"n": 16}
+
+
+def test_api_and_cli_onboard_a_language_from_a_file(tmp_path, capsys):
+    import hyperscale
+    from hyperscale.cli import main
+
+    _language_run(tmp_path / "run")
+    rows = tmp_path / "new.csv"
+    _frame().to_csv(rows, index=False)
+    result = hyperscale.onboard(tmp_path / "run", rows, k=4, steps=3, field="language")
+    assert result["new_ids"] == ["l7", "l8"] and load_run(result["out"]).vocab.ids("language")[-2:] == ["l7", "l8"]
+    assert main(["onboard", str(tmp_path / "run"), "--data", str(rows), "--k", "4", "--steps", "2",
+                 "--field", "language", "--out", str(tmp_path / "cli")]) == 0
+    assert "onboarded 2 new languages on k=4" in capsys.readouterr().out
