@@ -44,7 +44,20 @@ class LoadedRun:
         return self.vocab.fields
 
     def encode(self, frame: pd.DataFrame) -> EncodedRows:
-        """Rows (item_id, text, annotator, label[, task, language]) -> EncodedRows with this run's vocab."""
+        """Rows (item_id, text, annotator, label[, task, language]) -> EncodedRows with this run's vocab.
+
+        An sft run's rows (with `completion`, or verbalized labels) are encoded as training encodes
+        them: prompt + completion + EOS with its prompt length, so a batch carries the completion
+        targets and the model's own loss (onboarding's) is the training loss."""
+        m = self.cfg.model
+        if m.task == "sft":
+            from hyperscale.data.sft import encode_sft
+
+            frame = frame if "label" in frame else frame.assign(label=None)
+            rows, _ = encode_sft(frame, self.tokenizer, self.vocab, self.labels, self.fields, max_length=m.max_length,
+                                 template=m.prompt_template, verbalizers=m.verbalizers,
+                                 chat=self.cfg.data.messages_column is not None, overflow="truncate")
+            return rows
         template = self.cfg.model.prompt_template if self.cfg.model.task == "causal_lm" else None
         return encode_rows(frame, self.tokenizer, self.vocab, self.labels, self.fields,
                            self.cfg.model.max_length, template)

@@ -196,3 +196,23 @@ def test_free_text_completion_files_train_without_labels(tmp_path):
 
     out = Predictor.from_run(tmp_path / "run").generate(["w1 w2 w3", "w4"], ["x", "nobody"], max_new_tokens=2)
     assert out["known"].tolist() == [True, False, True, False] and (out["n_tokens"] >= 1).all()
+
+
+def test_a_loaded_sft_run_encodes_sft_rows_for_onboarding(sft_run):
+    """LoadedRun.encode gives sft rows (completion targets), so onboarding fits an sft run with its training loss."""
+    from hyperscale.serve.onboard import fit_new_rows
+    from hyperscale.serve.run import load_run
+
+    _, run_dir, _ = sft_run
+    run = load_run(run_dir)
+    frame = pd.DataFrame({"item_id": ["n1", "n2"], "text": ["w1 w2 w3", "w4 w5"], "annotator": ["a0", "a1"],
+                          "label": ["0", "1"]})
+    rows = run.encode(frame)
+    completion = [rows.item_tokens[b][rows.prompt_lens[b]:] for b in range(2)]
+    tok = run.tokenizer
+    assert completion == [tok(" " + w, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for w in ("low", "high")]
+    params = [p for n, p in run.model.named_parameters() if n.startswith("lora.")]
+    for p in params:
+        p.requires_grad_(True)
+    losses = fit_new_rows(run, params, frame, steps=6, lr=0.003)
+    assert losses[-1] < losses[0] - 0.15, losses  # measured on a similar run: 10.68 -> 10.34 in 6 steps
