@@ -277,7 +277,8 @@ class TrainConfig:
     """model.task=sft only: pack each micro-batch's rows into as few sequences of at most
     model.max_length tokens as they fit (first fit, in row order); each packed row keeps its own
     positions, its own causal attention block (no attention across rows) and its own condition
-    index per token, so the loss equals the unpacked loss (tests/sft/test_packing.py)."""
+    index per token, so the loss equals the unpacked loss (tests/sft/test_sft_packing.py). Measured on
+    pipa rows (docs/sft.md): 0.53x the padded step's CPU time at max_length 256."""
 
     def __post_init__(self):
         for name in ("max_steps", "micro_batch_size", "grad_accum_steps", "log_every", "max_nonfinite_steps"):
