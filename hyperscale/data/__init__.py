@@ -9,6 +9,8 @@ files, built-in sets or a generator, checked, split by item, mapped to indices, 
     vocab.py      condition ids -> indices (saved with every run and checkpoint)
     aggregate.py  majority labels for the aggregate-then-train baseline
     batches.py    rows -> token ids + condition indices; the resumable epoch sampler
+    sft.py        model.task=sft rows: prompt + completion + EOS, completion targets, overflow
+    packing.py    train.packing: rows packed into max_length sequences (segments, block mask)
 
 Importing this package loads nothing heavy: import the module you need.
 """
