@@ -61,7 +61,7 @@ def pipa(r: dict) -> str:
         u = "–" if all(x is None for x in unparsed) else ", ".join(f"{x:.3f}" for x in unparsed if x is not None)
         wall = ", ".join(f"{w:.0f}" for w in a["wall_s"].values())
         lines.append(f"| {arm} | " + " | ".join(ms(a[k]) for k in keys) + f" | {u} | {wall} |")
-    m = r["majority_baseline"]
+    m = r.get("majority_baseline") or next(iter(next(iter(r["arms"].values()))["seeds"].values()))["majority_baseline"]
     lines.append("| majority class | " + " | ".join("–" if m.get(k) is None else f"{m[k]:.3f}" for k in keys)
                  + " | – | – |")
     return "\n".join(lines)
