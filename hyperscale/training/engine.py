@@ -110,6 +110,11 @@ def build_engine(model, cfg: RunConfig, row_gradients: bool | None = None):
         sys.stderr.write(f"hyperscale: per-annotator tables use {mode} AdamW: {reason}\n")
     params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale, lazy_tables=mode == "lazy")
     rows = uses_row_gradients(cfg) if row_gradients is None else row_gradients and uses_row_gradients(cfg)
+    preset = deepspeed_config(cfg)
+    if any(preset.get(k, {}).get("enabled") for k in ("fp16", "bf16")):
+        # DeepSpeed's fp16 / bf16 optimizers clip and skip steps in their own code paths, which the
+        # row-gradient hooks (sparse_tables.py) do not reach: keep the tables in its optimizer.
+        rows = False
     row_tables = None
     if rows and len(params) > 1:
         from hyperscale.training.sparse_tables import RowGradTables

@@ -21,10 +21,9 @@ step at 1,000,000 perspectives cost 39.6x the step at 16 (issue 12). Here:
             lazy AdamW as train.table_optimizer=lazy (training/optim.py::adamw_entries) at the
             table group's scheduled LR (lr x annotator_lr_scale x the schedule).
 
-Every entry of a row the batch read is updated (AdamW on that row), entries of unread rows
-do not move. That differs from the dense-gradient lazy scan only for an entry of a read row
-whose gradient is exactly 0.0 (the scan leaves it; AdamW, and this path, decay its moments
-and weights). An unknown id (-1, condition dropout) reads the mean row, whose gradient
+The entries updated are those of the rows the batches read whose gradient is not exactly 0.0,
+the same set the dense-gradient scan finds (optim.py), so the two paths train the same numbers
+(ZeRO 0-2 here, ZeRO-3 there); entries of unread rows do not move. An unknown id (-1, condition dropout) reads the mean row, whose gradient
 reaches every row: then that table's gradient is materialised densely for the step (O(table),
 only with condition dropout). The optimizer state (moments and per-entry step counts) rides
 in the client optimizer's state_dict (optim.LazyTableAdamW.row_tables), which DeepSpeed
@@ -106,15 +105,21 @@ class RowGradTables:
         for t, state, (ids, rows) in zip(self.tables, self.state, self.rows):
             if ids.numel() == 0:
                 continue
+            per_row = math.prod(t.shape[1:])
+            touched = (ids[:, None] * per_row + torch.arange(per_row, device=ids.device)).reshape(-1)  # (K*per_row,)
+            g = rows.reshape(-1).to(t.dtype)
+            # Entries whose gradient is exactly 0.0 count as untouched, as in the dense-gradient scan
+            # (optim.py): both paths, and so ZeRO 0-2 and ZeRO-3, train the same numbers.
+            keep = g.nonzero().squeeze(1)
+            if keep.numel() == 0:
+                continue
             if "exp_avg" not in state:
                 state["exp_avg"] = torch.zeros_like(t)
                 state["exp_avg_sq"] = torch.zeros_like(t)
                 state["entry_step"] = torch.zeros_like(t, dtype=torch.float32)
                 state["step"] = torch.tensor(0.0)
             state["step"] += 1
-            per_row = math.prod(t.shape[1:])
-            touched = (ids[:, None] * per_row + torch.arange(per_row, device=ids.device)).reshape(-1)  # (K*per_row,)
-            adamw_entries(t, state, touched, rows.reshape(-1).to(t.dtype), group)
+            adamw_entries(t, state, touched.index_select(0, keep), g.index_select(0, keep), group)
 
     def state_dict(self) -> dict:
         return {"shapes": [list(t.shape) for t in self.tables], "state": self.state}
@@ -215,13 +220,15 @@ def _client_optimizer(engine, zero_stage: int):
 def _gather_sum(ids, rows, mean, row_shape, table):
     """All ranks' (ids, rows) concatenated and summed per id; the mean-row gradients summed."""
     world = dist.get_world_size()
-    counts = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
-    dist.all_gather(counts, torch.tensor([ids.numel()], dtype=torch.long))
+    # NCCL moves only CUDA tensors; gloo's all_gather, CPU ones.
+    dev = table.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    counts = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([ids.numel()], dtype=torch.long, device=dev))
     width = max(int(c) for c in counts)
-    pad_ids = torch.full((width,), -1, dtype=torch.long)
-    pad_ids[: ids.numel()] = ids.cpu()
-    pad_rows = torch.zeros((width, *row_shape), dtype=rows.dtype)
-    pad_rows[: ids.numel()] = rows.cpu()
+    pad_ids = torch.full((width,), -1, dtype=torch.long, device=dev)
+    pad_ids[: ids.numel()] = ids.to(dev)
+    pad_rows = torch.zeros((width, *row_shape), dtype=rows.dtype, device=dev)
+    pad_rows[: ids.numel()] = rows.to(dev)
     all_ids = [torch.empty_like(pad_ids) for _ in range(world)]
     all_rows = [torch.empty_like(pad_rows) for _ in range(world)]
     dist.all_gather(all_ids, pad_ids)
@@ -229,12 +236,12 @@ def _gather_sum(ids, rows, mean, row_shape, table):
     ids = torch.cat([i[: int(c)] for i, c in zip(all_ids, counts)])
     rows = torch.cat([r[: int(c)] for r, c in zip(all_rows, counts)])
     uniq, inverse = torch.unique(ids, return_inverse=True)
-    summed = torch.zeros((uniq.numel(), *row_shape), dtype=rows.dtype).index_add_(0, inverse, rows)
+    summed = torch.zeros((uniq.numel(), *row_shape), dtype=rows.dtype, device=dev).index_add_(0, inverse, rows)
     # Whether any rank read the mean row: one small all-reduce (a flag and the summed gradient).
-    flagged = torch.zeros(1 + math.prod(row_shape), dtype=torch.float32)
+    flagged = torch.zeros(1 + math.prod(row_shape), dtype=torch.float32, device=dev)
     if mean is not None:
         flagged[0] = 1
-        flagged[1:] = mean.detach().float().reshape(-1).cpu()
+        flagged[1:] = mean.detach().float().reshape(-1).to(dev)
     dist.all_reduce(flagged)
     mean = flagged[1:].view(row_shape).to(rows.dtype).to(table.device) if flagged[0] > 0 else None
     return uniq.to(table.device), summed.to(table.device), mean

@@ -32,7 +32,7 @@ def test_sink_holds_the_dense_gradient_as_rows_including_unknown_ids():
     torch.testing.assert_close(rebuilt, dense, rtol=1e-6, atol=1e-7)
 
 
-def _engine(stage, rows, *extra, kind="hyper_lora"):
+def _engine(stage, rows, *extra, kind="hyper_lora", perturb=True):
     from hyperscale.model import build_model
     from hyperscale.training.distributed import setup_distributed
 
@@ -41,15 +41,16 @@ def _engine(stage, rows, *extra, kind="hyper_lora"):
                       "train.max_grad_norm=0.05", *extra)  # small enough that every step is clipped
     torch.manual_seed(0)
     model = build_model(cfg, {"annotator": 40}, ["0", "1"])
-    with torch.no_grad():  # off the zero-initialised B, so every touched entry has a non-zero gradient
-        for p in model.trainable_parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    if perturb:  # off the zero-initialised B, so every touched entry has a non-zero gradient
+        with torch.no_grad():
+            for p in model.trainable_parameters():
+                p.add_(0.05 * torch.randn_like(p))
     engine, _, _ = build_engine(model, cfg, row_gradients=rows)
     return engine, model
 
 
-def _trained(stage, rows, *extra, kind="hyper_lora", seeds=(0, 1, 2), rank=0):
-    engine, model = _engine(stage, rows, *extra, kind=kind)
+def _trained(stage, rows, *extra, kind="hyper_lora", seeds=(0, 1, 2), rank=0, perturb=True):
+    engine, model = _engine(stage, rows, *extra, kind=kind, perturb=perturb)
     tables = [getattr(m, a) for m, a in model.annotator_tables()]
     for s in seeds:
         engine.backward(engine(make_batch(n=4, n_annotators=3, seed=10 * s + rank))["loss"])
@@ -79,6 +80,17 @@ def test_row_gradients_train_like_the_dense_lazy_path(stage, kind, extra):
         torch.testing.assert_close(rows[name], value, rtol=0, atol=1e-6, msg=name)
         moved += not torch.equal(value, dict(start.named_parameters())[name].detach())
     assert moved == len(dense)  # every trainable tensor moved: the comparison is not vacuous
+
+
+def test_entries_with_an_exactly_zero_gradient_stay_untouched_like_the_scan():
+    """From the zero-initialised B head the first step's table gradient is exactly 0.0 in every read row: the
+    scan (and ZeRO-3, which uses it) leaves those entries and their step counts alone, and so must the rows."""
+    torch.manual_seed(1)
+    dense = _trained(0, False, perturb=False)
+    torch.manual_seed(1)
+    rows = _trained(0, True, perturb=False)
+    for name, value in dense.items():
+        torch.testing.assert_close(rows[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_a_nonfinite_row_gradient_skips_the_step():
