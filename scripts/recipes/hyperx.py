@@ -21,6 +21,7 @@ language embedding) and after. Writes OUT/hyperx.json and OUT/hyperx.png.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--onboard-steps", type=int, default=60)
     p.add_argument("--onboard-lr", type=float, default=0.05)
     p.add_argument("--new-language", default="es")
-    p.add_argument("--prompts-per-pair", type=int, default=60)
+    p.add_argument("--prompts-per-pair", type=int, default=60, help="at most 9 ** --content")
+    p.add_argument("--content", type=int, default=1, help="numbers per prompt (2 did not train in 200 steps here)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--task", choices=["sft", "causal_lm"], default="sft",
                    help="causal_lm: the one-token fallback (the first word of the completion only)")
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     )
 
     work, out = Path(args.work), Path(args.out)
-    n_content = 2 if args.task == "sft" else 1
+    n_content = args.content if args.task == "sft" else 1
     spec = HyperXSpec(n_content=n_content, prompts_per_pair=min(args.prompts_per_pair, 9 ** n_content))
     frames = hyperx_frames(spec)
     new_lang = new_language_frame(spec, args.new_language)
@@ -94,6 +96,12 @@ def main(argv=None) -> int:
                        "eval_rows": eval_frame["split"].value_counts().to_dict()},
               "task_blind_ceiling": task_blind_ceiling(spec),
               "backbone": f"SmolLM2-135M, first {args.layers} blocks, float32", "threads": args.threads, "arms": {}}
+    previous = out / "hyperx.json"
+    if previous.exists():  # arms run by an earlier call (--arms) are kept beside this call's
+        result["arms"] = {a: r for a, r in json.loads(previous.read_text())["arms"].items()
+                          if a not in args.arms.split(",")}
+    if "per_pair_lora" in args.arms.split(","):
+        drop_empty_param_groups()
     t_all = time.perf_counter()
     for arm in args.arms.split(","):
         config = ARMS[arm]
@@ -140,6 +148,21 @@ def main(argv=None) -> int:
     plot(result, out / "hyperx.png")
     print(f"wrote {out / 'hyperx.json'} and {out / 'hyperx.png'}")
     return 0
+
+
+def drop_empty_param_groups() -> None:
+    """per_annotator_lora under model.task sft has no shared trainable parameter (the LM head is frozen,
+    every LoRA is a per-annotator table), so the model's first optimizer group is empty and DeepSpeed's
+    ZeRO optimizer fails on it (IndexError in stage_1_and_2.py; reported in the issue-14 notes). This
+    run-local patch drops empty groups until the engine does."""
+    from hyperscale.model import PerspectivistModel
+
+    original = PerspectivistModel.param_groups
+
+    def param_groups(self, *a, **k):
+        return [g for g in original(self, *a, **k) if g["params"]]
+
+    PerspectivistModel.param_groups = param_groups
 
 
 def onboard_language(run_dir: Path, frame, ks: list[int], steps: int, lr: float, max_new: int, seed: int) -> dict:
