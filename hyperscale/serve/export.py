@@ -16,6 +16,8 @@ and holds the run's condition vocabulary once. What each task exports:
 
 - causal_lm: the LoRA only (task_type CAUSAL_LM). The frozen LM head scores the
   label words, so any server that loads the base and the LoRA serves it as it is.
+- sft: the LoRA only (task_type CAUSAL_LM); the completion is generated from the
+  rendered prompt (hyperscale.json `sft`: template, chat column, EOS id).
 - classification on a decoder with last-token pooling (hyperscale's default):
   task_type SEQ_CLS with the head's weight as peft's `modules_to_save=["score"]`.
   transformers' `score` is a Linear *without* bias and hyperscale's head has one,
@@ -91,15 +93,18 @@ def refusal(cfg) -> str | None:
 
 
 def head_format(cfg, model_type: str, pooling: str) -> str:
-    """'verbalizer' (causal_lm), 'seq_cls' (decoder, last-token pooling) or 'separate' (head file beside the LoRA)."""
+    """'verbalizer' (causal_lm), 'generative' (sft), 'seq_cls' (decoder, last-token pooling) or 'separate' (head
+    file beside the LoRA)."""
     if cfg.model.task == "causal_lm":
         return "verbalizer"
+    if cfg.model.task == "sft":
+        return "generative"
     if model_type not in ENCODER_TYPES and pooling == "last":
         return "seq_cls"
     return "separate"
 
 
-TASK_TYPES = {"verbalizer": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "separate": "FEATURE_EXTRACTION"}
+TASK_TYPES = {"verbalizer": "CAUSAL_LM", "generative": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "separate": "FEATURE_EXTRACTION"}
 SEPARATE_WHY = {
     True: "an encoder's sequence-classification model applies its pooler (dense + tanh) before the classifier; "
           "hyperscale's head reads the first token's hidden state directly",
@@ -259,7 +264,8 @@ def skeleton(run, fmt: str):
     )
 
     conf = _hf_config(run, fmt)
-    auto = {"verbalizer": AutoModelForCausalLM, "seq_cls": AutoModelForSequenceClassification,
+    auto = {"verbalizer": AutoModelForCausalLM, "generative": AutoModelForCausalLM,
+            "seq_cls": AutoModelForSequenceClassification,
             "separate": AutoModel}[fmt]
     with init_empty_weights():
         return auto.from_config(conf)
@@ -487,6 +493,14 @@ def _info(run, cond: Condition, fmt: str, kind) -> dict:
                              "verbalizer_token_ids": run.model.head.token_ids.tolist(),
                              "read": "class logits = LM logits at the last prompt token, at verbalizer_token_ids"}
         info["head"] = None
+    elif fmt == "generative":
+        cfg_data = cfg.data
+        info["sft"] = {"prompt_template": cfg.model.prompt_template, "messages_column": cfg_data.messages_column,
+                       "verbalizers": (cfg.model.verbalizers or run.labels) if run.labels else None,
+                       "eos_token_id": run.tokenizer.eos_token_id,
+                       "read": "generate from the rendered prompt with the adapter active; the completion ends at "
+                               "eos_token_id (trained with it)"}
+        info["head"] = None
     else:
         info["head"] = {"format": fmt, "file": HEAD, "pooling": run.model.pooling}
         if fmt == "seq_cls":
@@ -571,6 +585,9 @@ def class_logits(output, attention_mask: torch.Tensor, info: dict, head=None) ->
     """
     from hyperscale.model import pool
 
+    if info["task"] == "sft":
+        raise ConfigError("model.task", "an sft export completes prompts; it has no class logits.",
+                          "call the peft model's generate() on the rendered prompt (hyperscale.json 'sft').")
     if info["task"] == "causal_lm":
         last = attention_mask.sum(1) - 1  # right padding: the last prompt token
         rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)

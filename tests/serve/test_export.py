@@ -251,3 +251,39 @@ def test_smollm2_4bit_causal_lm_export_predicts_like_hyperscale(tmp_path):
         assert (p_got - p_ref).abs().max() < 1e-4
         assert torch.equal(p_got.argmax(-1), p_ref.argmax(-1))
         base = peft_model.unload()
+
+
+SFT = ("model.task=sft", "model.prompt_template='{text} =>'", "model.verbalizers=[bad,good]")
+
+
+@pytest.mark.parametrize("kind", ["hyper_lora", "per_annotator_lora"])
+def test_sft_export_scores_completions_like_hyperscale(tmp_path, kind):
+    """An sft run exports CAUSAL_LM LoRAs; peft's next-token NLL on every completion token equals hyperscale's."""
+    run_dir = _run(tmp_path, "llama", kind, *SFT)
+    export(run_dir, tmp_path / "out", "a1,never-seen")
+    run = load_run(run_dir)
+    base = base_model(run)
+    frame = Predictor(run)._frame(TEXTS, ["a1"]).assign(completion=[" good", " bad and worse", " good"])
+    for name in ("a1", "never-seen"):
+        folder = tmp_path / "out" / name
+        info = json.loads((folder / "hyperscale.json").read_text())
+        assert info["task"] == "sft" and info["sft"]["eos_token_id"] == run.tokenizer.eos_token_id
+        assert json.loads((folder / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+        rows = run.encode(frame.assign(annotator=name))
+        batch = collate(rows, np.arange(len(rows)), run.tokenizer.pad_token_id)
+        with torch.no_grad():
+            ref = run.model(batch)["token_nll"]
+        peft_model = peft.PeftModel.from_pretrained(base, str(folder), adapter_name=name.replace("-", "_")).eval()
+        sel = batch["lm_targets"] != -100
+        with torch.no_grad():
+            logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            got = torch.nn.functional.cross_entropy(logits[sel].float(), batch["lm_targets"][sel], reduction="none")
+            with peft_model.disable_adapter():
+                plain = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert sel.sum(1).min() >= 2  # each row's completion tokens and its EOS are compared
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=FP32_ATOL)
+        plain_nll = torch.nn.functional.cross_entropy(plain[sel].float(), batch["lm_targets"][sel], reduction="none")
+        assert (plain_nll - ref).abs().max() > 1e-2  # the adapter matters
+        with pytest.raises(ConfigError, match="no class logits"):
+            class_logits(None, batch["attention_mask"], info)
+        base = peft_model.unload()
