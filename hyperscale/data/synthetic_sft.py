@@ -4,20 +4,22 @@ Both are deterministic per seed, use only words that SmolLM2's tokenizer keeps a
 tokens after a space, and come with the closed-form ceiling of a model that cannot see the
 condition the rule depends on.
 
-**Hyperdecoders** (`hyperdecoder_frames`): a prompt is a *key* word followed by n content
-words, "fox red snow"; the completion is each content word mapped by the key's rule,
-" gold rain". There are K keys (rules) over V content words; rule k is row k of a Latin
-rectangle (rule k maps word x to sigma((pi[k] + rho[x]) mod V) with random permutations
-sigma, pi, rho), so for every content word the K rules give K different outputs. A model
-that ignores the key (the property of the input the rule is chosen by) can therefore get
-at most 1/K of the words and 1/K of the completions right (`key_blind_ceiling` computes it
-from the table by enumeration). The rule is a K x V lookup keyed by one prompt word: a
-shared rank-r LoRA must hold all K*V associations in one update, while an instance-
-conditioned adapter only needs the one rule its prompt selects.
+**Hyperdecoders** (`hyperdecoder_frames`): a prompt is a few filler words, one *key* word among
+them and a content word x last, "road fox quiet red"; the completion applies the key's rule
+twice, " m(x) m(m(x))" (" gold rain"), so the second word is the rule applied to the word just
+generated. There are K keys (rules) over V words; rule k is row k of a Latin rectangle
+(m_k(x) = sigma((pi[k] + rho[x]) mod V) with random permutations sigma, pi, rho), so for every
+x the K rules give K different words. A model that ignores the key (the property of the
+input the rule is chosen by) gets at most 1/K of the words and of the completions right
+(`key_blind_ceiling` computes it from the table by enumeration). The rule is a K x V lookup
+chosen by one prompt word at a random position: a shared rank-r LoRA must hold all K rules in
+one update and route the key to the answer position through attention, while an instance-
+conditioned adapter only needs the one rule its prompt selects, applied to the current token.
 
 **Hyper-X** (`hyperx_frames`): tasks x languages. A language is a way to write the numbers
 1..9 (English cardinals, ordinals, letters, French, Spanish); a task is a shift s on the
-cycle 1..9. The prompt is n random numbers written in language l; the completion is each
+cycle 1..9. The prompt is n random numbers written in language l (after `n_fillers` filler words,
+which give a pair more distinct prompts than its 9**n numbers); the completion is each
 number shifted by task t's s, written in language l ("three seven" -> " four eight" for
 s = +1 in English). The prompt shows the language, never the task; the rule depends on both.
 Some (task, language) pairs are held out entirely from training (`held_out_pairs`): they
@@ -37,6 +39,8 @@ import pandas as pd
 from hyperscale.errors import ConfigError
 
 KEYS = ("cat", "dog", "fox", "owl", "bee", "cow", "pig", "hen", "rat", "ant", "bat", "elk")
+FILLER_WORDS = ("the", "a", "quiet", "small", "old", "table", "window", "walk", "read", "house", "road", "chair",
+                "paper", "cloud", "stone", "city")
 WORDS = ("red", "blue", "green", "black", "white", "brown", "pink", "gold", "sun", "moon", "star", "rain",
          "snow", "wind", "fire", "sea")
 
@@ -70,38 +74,56 @@ def latin_table(n_rules: int, n_words: int, seed: int) -> np.ndarray:
     return sigma[(pi[:, None] + rho[None, :]) % n_words]
 
 
-def key_blind_ceiling(table: np.ndarray, n_content: int) -> dict[str, float]:
-    """Best token accuracy and exact match of a predictor that sees the content words but not the key,
-    prompts uniform over (key, content tuple): for each content tuple, the output tuple most keys agree on."""
+def apply_rule(table: np.ndarray, key: int, x: int, n_out: int) -> list[int]:
+    """The completion's word indices: the key's rule applied n_out times, starting from x."""
+    out = []
+    for _ in range(n_out):
+        x = int(table[key, x])
+        out.append(x)
+    return out
+
+
+def key_blind_ceiling(table: np.ndarray, n_out: int) -> dict[str, float]:
+    """Best token accuracy and exact match of a predictor that sees everything but the key, prompts
+    uniform over (key, x): for each x, the completion (or word position) most keys agree on."""
     n_rules, n_words = table.shape
-    token = float(np.mean([np.bincount(table[:, x], minlength=n_words).max() / n_rules for x in range(n_words)]))
-    exact = []
-    for xs in itertools.product(range(n_words), repeat=n_content):
-        outs = [tuple(table[k, list(xs)]) for k in range(n_rules)]
+    exact, token = [], []
+    for x in range(n_words):
+        outs = [tuple(apply_rule(table, k, x, n_out)) for k in range(n_rules)]
         exact.append(max(outs.count(o) for o in set(outs)) / n_rules)
-    return {"token_accuracy": token, "exact_match": float(np.mean(exact))}
+        token.append(np.mean([max(col.count(w) for w in set(col)) / n_rules
+                              for col in (list(c) for c in zip(*outs))]))
+    return {"token_accuracy": float(np.mean(token)), "exact_match": float(np.mean(exact))}
 
 
-def hyperdecoder_frames(n_rules: int = 8, n_words: int = 12, n_content: int = 2, eval_fraction: float = 0.25,
-                        validation_fraction: float = 0.15, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """{"train", "validation", "eval"} frames over every distinct prompt (key, content tuple), split by
-    prompt so no eval or validation prompt is ever trained on; plus "table" is not a frame: see latin_table."""
+def hyperdecoder_frames(n_rules: int = 8, n_words: int = 8, n_out: int = 2, n_fillers: int = 3,
+                        n_prompts: int = 3000, eval_fraction: float = 0.2, validation_fraction: float = 0.1,
+                        seed: int = 0) -> dict[str, pd.DataFrame]:
+    """{"train", "validation", "eval"} frames of n_prompts distinct prompts (key at a random position
+    among n_fillers filler words, then x), split by prompt: no eval or validation prompt is trained on
+    (every (key, x) rule entry is, through other prompts: the rules are a lookup, not a formula)."""
     table = latin_table(n_rules, n_words, seed)
-    combos = list(itertools.product(range(n_rules), itertools.product(range(n_words), repeat=n_content)))
     rng = np.random.default_rng([seed, 2])
-    order = rng.permutation(len(combos))
-    n_eval, n_val = round(eval_fraction * len(combos)), round(validation_fraction * len(combos))
-    split_of = np.empty(len(combos), dtype=object)
-    split_of[order[:n_eval]] = "eval"
-    split_of[order[n_eval:n_eval + n_val]] = "validation"
-    split_of[order[n_eval + n_val:]] = "train"
-    rows = []
-    for i, (k, xs) in enumerate(combos):
-        ys = [WORDS[table[k, x]] for x in xs]
-        rows.append({"item_id": f"p{i:05d}", "text": " ".join([KEYS[k], *(WORDS[x] for x in xs)]),
-                     "completion": " " + " ".join(ys), "annotator": "all", "task": None, "language": None,
-                     "rule": KEYS[k], "split": split_of[i]})
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    space = n_rules * n_words * (n_fillers + 1) * len(FILLER_WORDS) ** n_fillers
+    if n_prompts > space // 2:
+        raise ConfigError("n_prompts", f"is {n_prompts}, but only {space} distinct prompts exist.",
+                          "ask for fewer prompts or more fillers.")
+    seen, rows = set(), []
+    while len(rows) < n_prompts:
+        k, x, at = int(rng.integers(n_rules)), int(rng.integers(n_words)), int(rng.integers(n_fillers + 1))
+        words = [FILLER_WORDS[i] for i in rng.integers(len(FILLER_WORDS), size=n_fillers)]
+        words.insert(at, KEYS[k])
+        text = " ".join([*words, WORDS[x]])
+        if text in seen:
+            continue
+        seen.add(text)
+        rows.append({"item_id": f"p{len(rows):05d}", "text": text,
+                     "completion": " " + " ".join(WORDS[y] for y in apply_rule(table, k, x, n_out)),
+                     "annotator": "all", "task": None, "language": None, "rule": KEYS[k]})
+    frame = pd.DataFrame(rows)
+    n_eval, n_val = round(eval_fraction * n_prompts), round(validation_fraction * n_prompts)
+    frame["split"] = ["eval"] * n_eval + ["validation"] * n_val + ["train"] * (n_prompts - n_eval - n_val)
+    frame = frame[FRAME_COLUMNS]
     return {s: frame[frame.split == s].reset_index(drop=True) for s in ("train", "validation", "eval")}
 
 
@@ -114,8 +136,12 @@ class HyperXSpec:
     languages: tuple[str, ...] = ("en", "ord", "low", "up", "fr")
     tasks: tuple[str, ...] = ("t0", "t1", "t2", "t3")
     n_content: int = 2
+    n_fillers: int = 0
+    """Filler words before the numbers (16 possible each): more distinct prompts per pair, so seen pairs
+    can be scored on prompts never trained on while every number of the pair is trained."""
     prompts_per_pair: int = 60
-    """Distinct prompts per pair (of 9**n_content): split into train / validation / eval for seen pairs."""
+    """Distinct prompts per pair (of 9**n_content * 16**n_fillers): split into train / validation / eval
+    for seen pairs."""
     eval_fraction: float = 0.25
     validation_fraction: float = 0.15
     seed: int = 0
@@ -127,9 +153,12 @@ class HyperXSpec:
         bad = [t for t in self.tasks if t not in TASK_SHIFTS]
         if bad:
             raise ConfigError("tasks", f"{bad} are not defined.", f"use any of {sorted(TASK_SHIFTS)}.")
-        if not 1 <= self.prompts_per_pair <= 9 ** self.n_content:
-            raise ConfigError("prompts_per_pair", f"is {self.prompts_per_pair}, must be in 1..{9 ** self.n_content}.",
-                              "lower it or raise n_content.")
+        if not 1 <= self.prompts_per_pair <= self.space():
+            raise ConfigError("prompts_per_pair", f"is {self.prompts_per_pair}, must be in 1..{self.space()}.",
+                              "lower it or raise n_content / n_fillers.")
+
+    def space(self) -> int:
+        return 9 ** self.n_content * len(FILLER_WORDS) ** self.n_fillers
 
 
 def held_out_pairs(spec: HyperXSpec) -> list[tuple[str, str]]:
@@ -148,18 +177,27 @@ def pair_id(task: str, language: str) -> str:
     return f"{task}|{language}"
 
 
-def _pair_rows(task: str, language: str, prompts: np.ndarray, prefix: str) -> list[dict]:
+def _pair_rows(task: str, language: str, prompts: np.ndarray, prefix: str, fillers=None) -> list[dict]:
     words = LANGUAGES[language]
-    return [{"item_id": f"{prefix}{i:04d}", "text": " ".join(words[n - 1] for n in xs),
+    fillers = fillers if fillers is not None else [[] for _ in prompts]
+    return [{"item_id": f"{prefix}{i:04d}", "text": " ".join([*pre, *(words[n - 1] for n in xs)]),
              "completion": " " + " ".join(words[shift(int(n), task) - 1] for n in xs),
              "annotator": pair_id(task, language), "task": task, "language": language, "rule": pair_id(task, language)}
-            for i, xs in enumerate(prompts)]
+            for i, (xs, pre) in enumerate(zip(prompts, fillers))]
 
 
-def _prompts(spec: HyperXSpec, rng: np.random.Generator) -> np.ndarray:
-    """(prompts_per_pair, n_content) distinct number tuples in 1..9."""
-    codes = rng.choice(9 ** spec.n_content, spec.prompts_per_pair, replace=False)
-    return np.array([[c // 9 ** j % 9 + 1 for j in range(spec.n_content)] for c in codes])
+def _prompts(spec: HyperXSpec, rng: np.random.Generator) -> tuple[np.ndarray, list[list[str]]]:
+    """(prompts_per_pair, n_content) number tuples in 1..9 and each prompt's filler words; distinct prompts."""
+    codes = rng.choice(spec.space(), spec.prompts_per_pair, replace=False)
+    numbers = np.array([[c // 9 ** j % 9 + 1 for j in range(spec.n_content)] for c in codes])
+    rest = codes // 9 ** spec.n_content
+    f = len(FILLER_WORDS)
+    return numbers, [[FILLER_WORDS[r // f ** j % f] for j in range(spec.n_fillers)] for r in rest]
+
+
+def _prompts_prefixed(spec: HyperXSpec, rng: np.random.Generator, prefix: str) -> tuple:
+    numbers, fillers = _prompts(spec, rng)
+    return numbers, prefix, fillers
 
 
 def hyperx_frames(spec: HyperXSpec = HyperXSpec()) -> dict[str, pd.DataFrame]:
@@ -169,7 +207,7 @@ def hyperx_frames(spec: HyperXSpec = HyperXSpec()) -> dict[str, pd.DataFrame]:
     out = {"train": [], "validation": [], "eval": []}
     for task, lang in itertools.product(spec.tasks, spec.languages):
         rng = np.random.default_rng([spec.seed, spec.tasks.index(task), spec.languages.index(lang)])
-        rows = _pair_rows(task, lang, _prompts(spec, rng), f"{task}-{lang}-")
+        rows = _pair_rows(task, lang, *_prompts_prefixed(spec, rng, f"{task}-{lang}-"))
         if (task, lang) in held:
             out["eval"] += [{**r, "split": "eval_unseen"} for r in rows]
             continue
@@ -190,7 +228,7 @@ def new_language_frame(spec: HyperXSpec, language: str = "es", seed: int = 1) ->
     per_task = []
     for j, task in enumerate(spec.tasks):
         rng = np.random.default_rng([seed, j])
-        per_task.append(_pair_rows(task, language, _prompts(spec, rng), f"{task}-{language}-"))
+        per_task.append(_pair_rows(task, language, *_prompts_prefixed(spec, rng, f"{task}-{language}-")))
     rows = [r for group in zip(*per_task) for r in group]
     return pd.DataFrame([{**r, "split": "onboard"} for r in rows], columns=FRAME_COLUMNS)
 

@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--new-language", default="es")
     p.add_argument("--prompts-per-pair", type=int, default=60, help="at most 9 ** --content")
     p.add_argument("--content", type=int, default=1, help="numbers per prompt (2 did not train in 200 steps here)")
+    p.add_argument("--fillers", type=int, default=2, help="filler words before the number (more distinct prompts)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--task", choices=["sft", "causal_lm"], default="sft",
                    help="causal_lm: the one-token fallback (the first word of the completion only)")
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
 
     work, out = Path(args.work), Path(args.out)
     n_content = args.content if args.task == "sft" else 1
-    spec = HyperXSpec(n_content=n_content, prompts_per_pair=min(args.prompts_per_pair, 9 ** n_content))
+    spec = HyperXSpec(n_content=n_content, n_fillers=args.fillers,
+                      prompts_per_pair=min(args.prompts_per_pair, 9 ** n_content * 16 ** args.fillers))
     frames = hyperx_frames(spec)
     new_lang = new_language_frame(spec, args.new_language)
     columns = ["item_id", "text", "completion", "annotator", "task", "language", "split"]
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
     eval_frame = frames["eval"]
     result = {"recipe": "hyperx", "task": args.task, "seeds": seeds, "lr_grid": lrs,
               "data": {"languages": list(spec.languages), "tasks": list(spec.tasks), "n_content": n_content,
+                       "n_fillers": args.fillers,
                        "held_out_pairs": [list(p) for p in held_out_pairs(spec)],
                        "rows": {s: len(f) for s, f in frames.items()},
                        "eval_rows": eval_frame["split"].value_counts().to_dict()},

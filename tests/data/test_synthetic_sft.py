@@ -35,25 +35,32 @@ def test_latin_table_rules_disagree_on_every_word():
 
 
 def test_key_blind_ceiling_is_one_over_rules_and_counts_agreement():
-    assert key_blind_ceiling(latin_table(8, 12, 0), 2) == {"token_accuracy": 1 / 8, "exact_match": 1 / 8}
+    c = key_blind_ceiling(latin_table(8, 8, 0), 2)
+    assert c["exact_match"] == 1 / 8  # the first word already differs between every pair of rules
+    assert 1 / 8 <= c["token_accuracy"] <= 1 / 8 + 1 / 16  # the second may coincide: at most 1/8 of it
     # Two rules that agree on word 0 only: a key-blind model gets word 0 always, the others half the time.
-    table = np.array([[0, 1, 2], [0, 2, 1]])
-    c = key_blind_ceiling(table, 1)
+    c = key_blind_ceiling(np.array([[0, 1, 2], [0, 2, 1]]), 1)
     assert c["token_accuracy"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert c["exact_match"] == pytest.approx((1 + 0.5 + 0.5) / 3)
 
 
 def test_hyperdecoder_frames_follow_the_rule_and_never_share_prompts():
-    frames = hyperdecoder_frames(n_rules=4, n_words=6, n_content=2, seed=1)
+    frames = hyperdecoder_frames(n_rules=4, n_words=6, n_out=2, n_prompts=400, seed=1)
     table = latin_table(4, 6, 1)
     texts = {s: set(f.text) for s, f in frames.items()}
-    assert sum(len(f) for f in frames.values()) == 4 * 6 * 6
+    assert sum(len(f) for f in frames.values()) == 400 and len(frames["eval"]) == 80
     assert not texts["train"] & texts["eval"] and not texts["train"] & texts["validation"]
+    entries = set()
     for _, row in frames["train"].iterrows():
-        key, *xs = row.text.split()
-        expected = [WORDS[table[KEYS.index(key), WORDS.index(x)]] for x in xs]
-        assert row.completion == " " + " ".join(expected)
-    again = hyperdecoder_frames(n_rules=4, n_words=6, n_content=2, seed=1)
+        *rest, x = row.text.split()
+        key, = [w for w in rest if w in KEYS]
+        k, xi = KEYS.index(key), WORDS.index(x)
+        y1 = table[k, xi]
+        assert row.completion == f" {WORDS[y1]} {WORDS[table[k, y1]]}" and row.rule == key
+        entries.add((k, xi))
+    assert len(entries) == 4 * 6  # every rule entry is trained (through other prompts than eval's)
+    assert len({r.text.split().index(r.rule) for r in frames["train"].itertuples()}) == 4  # the key moves
+    again = hyperdecoder_frames(n_rules=4, n_words=6, n_out=2, n_prompts=400, seed=1)
     assert all(again[s].equals(frames[s]) for s in frames)
     with pytest.raises(ConfigError, match="n_rules"):
         latin_table(9, 6, 0)
@@ -107,3 +114,17 @@ def test_every_word_is_one_token_for_smollm2():
     tok = tokenizer()
     for w in itertools.chain(KEYS, WORDS, LANGUAGES["en"], LANGUAGES["ord"], LANGUAGES["low"], LANGUAGES["up"]):
         assert len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1, w
+
+
+def test_hyperx_fillers_give_distinct_prompts_over_every_number():
+    spec = HyperXSpec(n_content=1, n_fillers=2, prompts_per_pair=60)
+    frames = hyperx_frames(spec)
+    train = frames["train"]
+    assert all(len(t.split()) == 3 for t in train.text)
+    seen_eval = frames["eval"][frames["eval"].split == "eval_seen"]
+    assert not set(seen_eval.text + seen_eval.annotator) & set(train.text + train.annotator)
+    for pair, rows in train.groupby("annotator"):  # every number of a seen pair is trained (a lookup can answer)
+        assert len({t.split()[-1] for t in rows.text}) >= 8, pair
+    row = train.iloc[0]
+    words = LANGUAGES[row.language]
+    assert row.completion == " " + words[shift(words.index(row.text.split()[-1]) + 1, row.task) - 1]
