@@ -53,7 +53,9 @@ ENGINE_TAG = "state"
 #    train.annotator_lr_scale); a format-1 optimizer state has one and cannot be loaded.
 # 3: parameters renamed with the package layout of 0.2 (`source.*` -> `lora.*`); the
 #    DeepSpeed state of format 2 keys its tensors by the old names.
-FORMAT = 3
+# 4: at ZeRO 0-2 the condition tables train outside DeepSpeed's optimizer (training/sparse_tables.py):
+#    one parameter group fewer there, their AdamW state under the optimizer state's "row_tables".
+FORMAT = 4
 
 
 # -- RNG -------------------------------------------------------------------------------
