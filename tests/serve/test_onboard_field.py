@@ -97,6 +97,7 @@ def test_a_custom_score_replaces_macro_f1(tmp_path):
     assert "macro_f1_onboarded" not in result and result["fallback"] == {"n": 16}
 
 
+@pytest.mark.slow  # three model loads and two onboardings: the unit tests above cover the logic
 def test_api_and_cli_onboard_a_language_from_a_file(tmp_path, capsys):
     import hyperscale
     from hyperscale.cli import main
