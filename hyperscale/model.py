@@ -92,6 +92,9 @@ class PerspectivistModel(nn.Module):
             groups.append({"params": [p for p in rest if id(p) in ids], "lr": lr * scale})
             rest = [p for p in rest if id(p) not in ids]
         groups.insert(0, {"params": rest, "lr": lr})
+        # An empty group breaks DeepSpeed's ZeRO optimizer (it reads each group's first parameter):
+        # per_annotator_lora with an sft / causal_lm head has nothing trainable outside its tables.
+        groups = [g for g in groups if g["params"]]
         if tables:
             groups.append({"params": tables, "lr": lr * annotator_lr_scale, **({LAZY: True} if lazy_tables else {})})
         return groups

@@ -103,8 +103,6 @@ def main(argv=None) -> int:
     if previous.exists():  # arms run by an earlier call (--arms) are kept beside this call's
         result["arms"] = {a: r for a, r in json.loads(previous.read_text())["arms"].items()
                           if a not in args.arms.split(",")}
-    if "per_pair_lora" in args.arms.split(","):
-        drop_empty_param_groups()
     t_all = time.perf_counter()
     for arm in args.arms.split(","):
         config = ARMS[arm]
@@ -151,21 +149,6 @@ def main(argv=None) -> int:
     plot(result, out / "hyperx.png")
     print(f"wrote {out / 'hyperx.json'} and {out / 'hyperx.png'}")
     return 0
-
-
-def drop_empty_param_groups() -> None:
-    """per_annotator_lora under model.task sft has no shared trainable parameter (the LM head is frozen,
-    every LoRA is a per-annotator table), so the model's first optimizer group is empty and DeepSpeed's
-    ZeRO optimizer fails on it (IndexError in stage_1_and_2.py; reported in the issue-14 notes). This
-    run-local patch drops empty groups until the engine does."""
-    from hyperscale.model import PerspectivistModel
-
-    original = PerspectivistModel.param_groups
-
-    def param_groups(self, *a, **k):
-        return [g for g in original(self, *a, **k) if g["params"]]
-
-    PerspectivistModel.param_groups = param_groups
 
 
 def onboard_language(run_dir: Path, frame, ks: list[int], steps: int, lr: float, max_new: int, seed: int) -> dict:
