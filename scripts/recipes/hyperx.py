@@ -163,8 +163,7 @@ def onboard_language(run_dir: Path, frame, ks: list[int], steps: int, lr: float,
 
     out = {}
     for k in ks:
-        run = load_run(run_dir)
-        sft_encode(run)
+        run = load_run(run_dir)  # LoadedRun.encode encodes sft rows as training does
         t0 = time.perf_counter()
         r = onboard(run, frame, k=k, steps=steps, lr=lr, seed=seed, field="language", score=score)
         out[str(k)] = {key: r[key] for key in ("k", "steps", "lr", "n_fit_rows", "n_scored_rows", "params_per_annotator",
@@ -173,26 +172,6 @@ def onboard_language(run_dir: Path, frame, ks: list[int], steps: int, lr: float,
         out[str(k)]["wall_s"] = time.perf_counter() - t0
         print("onboard", run_dir, f"k={k}", "fallback", r["fallback"], "onboarded", r["onboarded"], flush=True)
     return out
-
-
-def sft_encode(run) -> None:
-    """Encode sft rows as training does (prompt + completion + EOS, loss on the completion), so
-    serve/onboard.py fits an sft run with its own completion loss. LoadedRun.encode does not know sft
-    rows yet (asked of sft-core in the issue-14 notes); this replaces it on this one loaded run."""
-    if run.cfg.model.task != "sft":
-        return
-    from hyperscale.data.sft import encode_sft
-
-    m, d = run.cfg.model, run.cfg.data
-
-    def encode(frame):
-        frame = frame.assign(label=frame.get("label", None))
-        rows, _ = encode_sft(frame, run.tokenizer, run.vocab, run.labels, run.fields, max_length=m.max_length,
-                             template=m.prompt_template, verbalizers=m.verbalizers, chat=d.messages_column is not None,
-                             overflow=d.overflow)
-        return rows
-
-    run.encode = encode
 
 
 def plot(result: dict, path: Path) -> None:
