@@ -109,6 +109,30 @@ def choose(results: dict[str, dict], key: str = "exact_match", tie: str = "token
     return max(results, key=lambda s: (results[s][key], results[s][tie]))
 
 
+def select_then_seeds(arm: str, config: str, base: list[str], lrs: list[float], seeds: list[int], work: Path,
+                      validation: pd.DataFrame, max_new: int) -> tuple[dict, dict[int, Path]]:
+    """The recipes' protocol for one arm: train every lr of the grid on seeds[0], score greedy completions of
+    `validation`, choose the lr there (choose()), then train the chosen lr on the other seeds.
+    -> (record with validation scores, chosen_lr, wall_s and trainable_params; {seed: run dir at the chosen lr})."""
+    record = {"config": config, "validation": {}, "eval": {}, "wall_s": {}}
+    for lr in lrs:
+        run = work / arm / f"lr{lr:g}-seed{seeds[0]}"
+        metrics, wall = train_arm(ROOT / config, run, [*base, f"train.lr={lr}", f"train.seed={seeds[0]}"])
+        record["validation"][f"{lr:g}"] = scores_by(validation, generate(run, validation, max_new))
+        record["wall_s"][f"lr{lr:g}-seed{seeds[0]}"] = wall
+        record["trainable_params"] = metrics.get("trainable_params")
+        print(arm, f"lr={lr:g}", "validation", record["validation"][f"{lr:g}"], flush=True)
+    best = choose(record["validation"])
+    record["chosen_lr"] = float(best)
+    runs = {}
+    for seed in seeds:
+        runs[seed] = work / arm / f"lr{best}-seed{seed}"
+        if seed != seeds[0]:
+            _, wall = train_arm(ROOT / config, runs[seed], [*base, f"train.lr={best}", f"train.seed={seed}"])
+            record["wall_s"][f"lr{best}-seed{seed}"] = wall
+    return record, runs
+
+
 def dump(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

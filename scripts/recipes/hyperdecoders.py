@@ -80,23 +80,9 @@ def main(argv=None) -> int:
               "threads": args.threads, "arms": {}}
     t_all = time.perf_counter()
     for arm, config in ARMS.items():
-        record = {"config": config, "validation": {}, "eval": {}, "wall_s": {}}
-        for lr in lrs:
-            run = work / arm / f"lr{lr:g}-seed{seeds[0]}"
-            metrics, wall = common.train_arm(common.ROOT / config, run,
-                                             [*base, f"train.lr={lr}", f"train.seed={seeds[0]}"])
-            record["validation"][f"{lr:g}"] = common.scores_by(frames["validation"],
-                                                               common.generate(run, frames["validation"], max_new))
-            record["wall_s"][f"lr{lr:g}-seed{seeds[0]}"] = wall
-            record["trainable_params"] = metrics.get("trainable_params")
-            print(arm, f"lr={lr:g}", "validation", record["validation"][f"{lr:g}"], flush=True)
-        best = common.choose(record["validation"])
-        record["chosen_lr"] = float(best)
+        record, runs = common.select_then_seeds(arm, config, base, lrs, seeds, work, frames["validation"], max_new)
         for seed in seeds:
-            run = work / arm / f"lr{best}-seed{seed}"
-            if seed != seeds[0]:
-                _, wall = common.train_arm(common.ROOT / config, run, [*base, f"train.lr={best}", f"train.seed={seed}"])
-                record["wall_s"][f"lr{best}-seed{seed}"] = wall
+            run = runs[seed]
             gen = common.generate(run, frames["eval"], max_new)
             record["eval"][str(seed)] = common.scores_by(frames["eval"], gen, by="rule")
             record.setdefault("examples", {})[str(seed)] = [

@@ -106,23 +106,9 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     for arm in args.arms.split(","):
         config = ARMS[arm]
-        record = {"config": config, "validation": {}, "eval": {}, "wall_s": {}}
-        for lr in lrs:
-            run = work / arm / f"lr{lr:g}-seed{seeds[0]}"
-            metrics, wall = common.train_arm(common.ROOT / config, run,
-                                             [*base, f"train.lr={lr}", f"train.seed={seeds[0]}"])
-            record["validation"][f"{lr:g}"] = common.scores_by(frames["validation"],
-                                                               common.generate(run, frames["validation"], max_new))
-            record["wall_s"][f"lr{lr:g}-seed{seeds[0]}"] = wall
-            record["trainable_params"] = metrics.get("trainable_params")
-            print(arm, f"lr={lr:g}", "validation", record["validation"][f"{lr:g}"], flush=True)
-        best = common.choose(record["validation"])
-        record["chosen_lr"] = float(best)
+        record, runs = common.select_then_seeds(arm, config, base, lrs, seeds, work, frames["validation"], max_new)
         for seed in seeds:
-            run = work / arm / f"lr{best}-seed{seed}"
-            if seed != seeds[0]:
-                _, wall = common.train_arm(common.ROOT / config, run, [*base, f"train.lr={best}", f"train.seed={seed}"])
-                record["wall_s"][f"lr{best}-seed{seed}"] = wall
+            run = runs[seed]
             gen = common.generate(run, eval_frame, max_new)
             scored = {}
             for split in ("eval_seen", "eval_unseen"):
