@@ -15,6 +15,7 @@ its redraws are noise, and the per-log-step line already shows progress.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,16 @@ def wandb_mode(cfg: RunConfig) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def wandb_run_id(run_dir) -> str:
+    """The wandb run id of a run directory: fixed by the directory, so a resumed run (a Ray restart or a
+    re-submitted job) continues the same wandb run; its name for reading, a hash of the full path so two
+    directories with one name (every kind's `trial0` of a tune, `runs/a/demo` and `runs/b/demo`) never
+    share an id (wandb refuses a second live run with an id in use)."""
+    path = Path(run_dir).resolve()
+    name = "".join(c if c.isalnum() else "-" for c in path.name)[-48:]
+    return f"hs-{name}-{hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()}"
+
+
 class RunLog:
     """Rank 0's outputs per logged step; on other ranks every method does nothing."""
 
@@ -51,11 +62,8 @@ class RunLog:
             import wandb
 
             w = cfg.logging.wandb
-            # The run id is fixed by the run directory, so a resumed run (a Ray
-            # restart or a re-submitted job) continues the same wandb run.
-            run_id = "hs-" + "".join(c if c.isalnum() else "-" for c in Path(run_dir).resolve().name)[-60:]
             self.wandb = wandb.init(project=w.project, entity=w.entity, dir=str(run_dir), mode=wandb_mode(cfg),
-                                    id=run_id, resume="allow", config=cfg.to_dict(),
+                                    id=wandb_run_id(run_dir), resume="allow", config=cfg.to_dict(),
                                     # a worker restarted in the same process left its run open
                                     reinit="finish_previous",
                                     settings=wandb.Settings(silent=True, console="off"))

@@ -35,3 +35,14 @@ def test_records_carry_achieved_flops_and_mfu_only_with_a_known_peak():
         assert ("mfu" in r) == (peak is not None)
         if peak:
             assert r["mfu"] == pytest.approx(r["achieved_flops_per_s_per_worker"] / peak)
+
+
+def test_wandb_run_ids_follow_the_directory_not_just_its_name(tmp_path):
+    """Every kind's `trial0` of a tune has the same folder name; concurrent trials with one wandb id failed
+    ("run ID hs-trial0 is in use"). The id is stable for a directory (resume continues the wandb run)."""
+    from hyperscale.training.logger import wandb_run_id
+
+    a, b = tmp_path / "hyper_lora" / "trial0", tmp_path / "shared_lora" / "trial0"
+    assert wandb_run_id(a) != wandb_run_id(b)
+    assert wandb_run_id(a) == wandb_run_id(tmp_path / "hyper_lora" / ".." / "hyper_lora" / "trial0")
+    assert wandb_run_id(a).startswith("hs-trial0-") and len(wandb_run_id(tmp_path / ("x" * 200))) <= 64
