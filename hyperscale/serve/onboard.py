@@ -45,14 +45,16 @@ from hyperscale.serve.run import LoadedRun
 def read_rows(run: LoadedRun, path: str) -> pd.DataFrame:
     """Rows of FILE with the run's column settings (when it read files) and its class names."""
     data = run.cfg.data
+    labels = list(run.labels) or None  # an sft run on free-text completions has no classes
     if data.source == "files":
-        cfg = dataclasses.replace(data, train_files=[str(path)], eval_files=[], labels=list(run.labels))
+        cfg = dataclasses.replace(data, train_files=[str(path)], eval_files=[], labels=labels)
     else:
         # a built-in or generated set's rows name their task / language in columns of those names
-        cfg = DataConfig(source="files", train_files=[str(path)], labels=list(run.labels),
+        cfg = DataConfig(source="files", train_files=[str(path)], labels=labels,
                          task_column="task" if "task" in run.fields else None,
                          language_column="language" if "language" in run.fields else None)
-    frame, report = read_files([str(path)], cfg, list(run.labels))
+    # sft: rows keep their completion (or chat messages) column, read as training read it
+    frame, report = read_files([str(path)], cfg, labels, task=run.cfg.model.task)
     report.check(cfg.max_bad_fraction)
     return frame
 

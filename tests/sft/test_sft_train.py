@@ -230,3 +230,17 @@ def test_per_annotator_lora_sft_trains_through_deepspeed(tmp_path, zero):
     losses = [r["loss"] for r in records(tmp_path / "run").values()]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["completion_loss"] > 0
+
+
+def test_onboarding_reads_an_sft_file_with_its_completions(sft_run, tmp_path):
+    """`hyperscale onboard RUN --data FILE` on an sft run keeps the file's completion column (it was read as a
+    classification file, so completions were dropped and the verbalized label used instead)."""
+    from hyperscale.serve.onboard import read_rows
+    from hyperscale.serve.run import load_run
+
+    _, run_dir, _ = sft_run
+    path = tmp_path / "new.jsonl"
+    pd.DataFrame({"text": ["w1 w2", "w3"], "annotator": ["new1", "new1"], "label": ["0", "1"],
+                  "completion": [" high then low", " low"]}).to_json(path, orient="records", lines=True)
+    frame = read_rows(load_run(run_dir), str(path))
+    assert frame["completion"].tolist() == [" high then low", " low"]
