@@ -98,7 +98,7 @@ def cmd_tune(args) -> int:
                                                   f"tune-{Path(args.config).stem}"))
     out = run_tune(args.config, args.kinds, run_dir, args.overrides, trials=args.trials, space=space,
                    grid=parse_grid(args.set_grid) if args.set_grid else None, seed=args.seed,
-                   concurrency=args.concurrency)
+                   concurrency=args.concurrency, scheduler=args.scheduler)
     for name, rec in out["kinds"].items():
         c = rec["chosen"]
         print(f"{name:<22} trial {c['trial']}  validation macro_f1 {c['macro_f1']:.4f}  soft_ce {c['soft_ce']:.4f}  "
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid over these values instead of sampling (repeatable; the same grid for every kind)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trial draws")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once (1 CPU each)")
+    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo", help="fifo: every trial runs its "
+                   "budget; asha: validation every max_steps/4 steps, the bottom half of each rung stopped (per kind)")
     p = sub.add_parser("onboard", help="fit new annotators' own parameters on their first k labels")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--data", required=True, help="CSV/JSONL/Parquet rows (text, annotator, label) of new annotators")

@@ -9,8 +9,14 @@ space; a trial is `api.train(cfg, run_dir, use_ray=False)` in a Ray Tune worker 
 layout of any run: RUN_DIR/<kind>/trial<i>/. The best trial of a kind has the highest
 validation macro-F1, ties (within 1e-9) broken by the lower validation soft CE.
 
-Scheduler: FIFO. Every trial runs its full budget; an early-stopping scheduler (ASHA)
-needs validation metrics reported from inside the loop, which it does not do yet.
+Scheduler: `fifo` (default: every trial runs its full budget) or `asha` (`--scheduler asha`):
+every trial evaluates the validation split every max_steps/4 steps (train.eval_every; the
+loop reports each evaluation to Tune through training/hooks.py) and ASHA (time attribute
+`step`, metric validation macro-F1, reduction factor 2, grace period one evaluation) stops
+trials in the bottom half of their rung. Each kind is searched by its own Tuner, so a
+trial is only ever stopped against trials of its own kind (a scheduler shared across kinds
+would spend one kind's budget on another's). A stopped trial is listed in tune.json with
+the step it reached; only trials that ran the full budget can be chosen.
 
 Search space: the trials of a kind are drawn up front from its space with a fixed seed
 (`--space FILE`, or the DEFAULT_SPACE below) and handed to Tune as a grid of trial
@@ -133,24 +139,32 @@ def _trainable(config: dict) -> None:
 
     torch.set_num_threads(spec["threads"])
     from hyperscale.api import train
+    from hyperscale.training import hooks
+
+    def report_mid_run(step: int, metrics: dict) -> None:  # ASHA reads these; the last one is the final report
+        tune.report({**{k: float(metrics[k]) for k in ("macro_f1", "micro_f1", "soft_ce")},
+                     "step": step, "final": 0, "failed": 0})
+
+    hooks.set_on_eval(report_mid_run if spec.get("scheduler") == "asha" else None)
 
     t0 = time.perf_counter()
     try:
         cfg = load_config(spec["config"], spec["overrides"])
         metrics = train(cfg, spec["run_dir"], use_ray=False)
         out = {k: float(metrics[k]) for k in ("macro_f1", "micro_f1", "soft_ce")}
-        out["failed"] = 0
+        out.update(failed=0, final=1, step=int(metrics["step"]))
     except HyperscaleError as e:  # a diverged trial is a result (the worst), not a crash of the search
         Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)
         (Path(spec["run_dir"]) / "trial_error.txt").write_text(f"{type(e).__name__}: {e}\n")
-        out = {"macro_f1": float("nan"), "micro_f1": float("nan"), "soft_ce": float("nan"), "failed": 1}
+        out = {"macro_f1": float("nan"), "micro_f1": float("nan"), "soft_ce": float("nan"), "failed": 1, "final": 1}
     out["wall_s"] = time.perf_counter() - t0
     tune.report(out)
 
 
 def select(trials: list[dict]) -> dict:
-    """The trial with the highest validation macro-F1; ties (1e-9) go to the lower soft CE."""
-    ok = [t for t in trials if not t["failed"] and np.isfinite(t["macro_f1"])]
+    """The trial with the highest validation macro-F1; ties (1e-9) go to the lower soft CE. Trials an
+    early-stopping scheduler stopped (`stopped_at_step`) are never chosen: their scores are at a smaller budget."""
+    ok = [t for t in trials if not t["failed"] and not t.get("stopped_at_step") and np.isfinite(t["macro_f1"])]
     if not ok:
         crashed = [t["error"] for t in trials if t.get("error")]
         if crashed:
@@ -165,8 +179,10 @@ def select(trials: list[dict]) -> dict:
 
 def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[str] | None = None, *,
              trials: int = 4, space: dict | None = None, grid: dict[str, list] | None = None, seed: int = 0,
-             concurrency: int = 2) -> dict:
-    """Tune every kind with the same number of trials; write tune.json and chosen_<kind>.yaml."""
+             concurrency: int = 2, scheduler: str = "fifo") -> dict:
+    """Tune every kind with the same number of trials; write tune.json and chosen_<kind>.yaml.
+
+    `scheduler`: "fifo" (every trial runs its full budget) or "asha" (per kind, module docstring)."""
     import ray
     from ray import tune
 
@@ -179,9 +195,19 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
     config_path = str(Path(config_path).resolve())
     base = load_config(config_path, list(overrides or []))
     shared = list(overrides or [])
+    base_sets = list(shared)
     if base.data.validation_fraction <= 0:
         shared.append(f"data.validation_fraction={DEFAULT_VALIDATION_FRACTION}")
+    if scheduler not in ("fifo", "asha"):
+        raise ConfigError("--scheduler", f"{scheduler!r} is not a scheduler.", "use fifo or asha.")
+    eval_every = max(1, base.train.max_steps // 4)
+    if scheduler == "asha":
+        if base.train.max_steps < 4:
+            raise ConfigError("--scheduler", f"asha needs rungs: train.max_steps={base.train.max_steps} < 4.",
+                              "raise train.max_steps or use --scheduler fifo.")
+        shared.append(f"train.eval_every={eval_every}")  # the rungs: ASHA compares trials at these steps
     shared.append("eval.split=validation")  # tuning never scores (or encodes) the eval split
+    tuning_only = shared[len(base_sets):]  # not part of a chosen config (it scores the eval split, no rungs)
     plan = []
     for name, _, extra in parse_kinds(kinds):
         settings = grid_trials(grid, trials) if grid else sample_trials(name, space or DEFAULT_SPACE, trials, seed)
@@ -192,33 +218,48 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                          "run_dir": str(run_dir / name / f"trial{i}")})
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
-    specs = [{**p, "config": config_path, "cwd": os.getcwd(), "env": env, "threads": 1} for p in plan]
+    specs = [{**p, "config": config_path, "cwd": os.getcwd(), "env": env, "threads": 1, "scheduler": scheduler}
+             for p in plan]
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=None if os.environ.get("RAY_ADDRESS")
                  else max(concurrency, 1), num_gpus=0, include_dashboard=False, log_to_driver=True)
     t0 = time.perf_counter()
-    tuner = tune.Tuner(
-        tune.with_resources(_trainable, {"cpu": 1}),
-        param_space={"spec": tune.grid_search(specs)},  # the pre-drawn trials, one Tune trial each
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, num_samples=1),
-        run_config=tune.RunConfig(storage_path=str(run_dir / "ray_tune"), name="trials", verbose=1),
-    )
-    results = tuner.fit()
+    done, kind_wall = {}, {}
+    for name in dict.fromkeys(s["kind"] for s in specs):  # one Tuner per kind: ASHA compares a kind's own trials
+        k0 = time.perf_counter()
+        asha = None
+        if scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            asha = ASHAScheduler(time_attr="step", metric="macro_f1", mode="max", max_t=base.train.max_steps,
+                                 grace_period=eval_every, reduction_factor=2)
+        tuner = tune.Tuner(
+            tune.with_resources(_trainable, {"cpu": 1}),
+            param_space={"spec": tune.grid_search([s for s in specs if s["kind"] == name])},  # pre-drawn trials
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, num_samples=1, scheduler=asha),
+            run_config=tune.RunConfig(storage_path=str(run_dir / "ray_tune"), name=f"trials_{name}", verbose=1),
+        )
+        for r in tuner.fit():
+            spec = r.config["spec"]
+            m = r.metrics or {}
+            done[spec["run_dir"]] = {"kind": spec["kind"], "trial": spec["trial"], "setting": spec["setting"],
+                                     "overrides": spec["overrides"], "run_dir": spec["run_dir"],
+                                     "macro_f1": m.get("macro_f1", float("nan")),
+                                     "micro_f1": m.get("micro_f1", float("nan")),
+                                     "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
+                                     "failed": int(m.get("failed", 1) if r.error is None else 1)}
+            if r.error is None and m.get("final") == 0:  # ASHA stopped it after this mid-run evaluation
+                done[spec["run_dir"]]["stopped_at_step"] = int(m["step"])
+            if r.error is not None:  # crashed outside training's own errors: keep why, for the message below
+                done[spec["run_dir"]]["error"] = f"{type(r.error).__name__}: {str(r.error).strip().splitlines()[-1]}"
+        kind_wall[name] = time.perf_counter() - k0
     wall = time.perf_counter() - t0
-    done = {}
-    for r in results:
-        spec = r.config["spec"]
-        m = r.metrics or {}
-        done[spec["run_dir"]] = {"kind": spec["kind"], "trial": spec["trial"], "setting": spec["setting"],
-                                 "overrides": spec["overrides"], "run_dir": spec["run_dir"],
-                                 "macro_f1": m.get("macro_f1", float("nan")), "micro_f1": m.get("micro_f1", float("nan")),
-                                 "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
-                                 "failed": int(m.get("failed", 1) if r.error is None else 1)}
-        if r.error is not None:  # crashed outside training's own errors: keep why, for the message below
-            done[spec["run_dir"]]["error"] = f"{type(r.error).__name__}: {str(r.error).strip().splitlines()[-1]}"
+    described = {"fifo": "FIFO (every trial runs its full budget)",
+                 "asha": f"ASHA per kind (validation macro_f1 every {eval_every} steps, reduction factor 2; "
+                         f"stopped trials are never chosen)"}[scheduler]
     out = {"config": config_path, "overrides": shared, "trials_per_kind": trials, "seed": seed,
-           "scheduler": "FIFO (every trial runs its full budget)", "concurrency": concurrency,
+           "scheduler": described, "kind_wall_s": kind_wall, "concurrency": concurrency,
            "selection": "highest validation macro_f1, ties by lower validation soft_ce",
            "search": {"grid": grid} if grid else {"space": space or DEFAULT_SPACE},
            "scored_split": "validation", "wall_s": wall, "kinds": {}}
@@ -226,7 +267,8 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
         rows = sorted((t for t in done.values() if t["kind"] == name), key=lambda t: t["trial"])
         chosen = select(rows)
         sets = [*extra, *(f"{k}={_fmt(v)}" for k, v in chosen["setting"].items())]
-        cfg = load_config(config_path, [*shared[:-1], *sets])  # the choice, scoring the eval split
+        kept = [o for o in shared if o not in tuning_only or o.startswith("data.validation_fraction")]
+        cfg = load_config(config_path, [*kept, *sets])  # the choice, scoring the eval split
         yaml_path = run_dir / f"chosen_{name}.yaml"
         cfg.save(yaml_path)
         out["kinds"][name] = {"trials": rows, "chosen": chosen, "chosen_overrides": sets,

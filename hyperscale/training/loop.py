@@ -23,7 +23,7 @@ from hyperscale.data.batches import EpochSampler, collate
 from hyperscale.eval.evaluate import Evaluator, headline
 from hyperscale.eval.report import write_results
 from hyperscale.rundir import RunDir, save_trainable
-from hyperscale.training import faults, run_state
+from hyperscale.training import faults, hooks, run_state
 from hyperscale.training.checkpoint import Checkpointer, gathered_trainable_state
 from hyperscale.training.distributed import setup_distributed
 from hyperscale.training.engine import build_engine
@@ -79,7 +79,9 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
         if checkpoints.due(step):
             checkpoints.save(step, engine, sampler, meter.window, last_record)
         if evaluator.due(step):
-            log.write({"step": step, "split": "eval", **headline(evaluator.evaluate(engine.module))})
+            mid = evaluator.evaluate(engine.module)
+            log.write({"step": step, "split": "eval", **headline(mid)})
+            hooks.on_eval(step, mid)  # a Tune trial reports it (ASHA); nothing otherwise
 
     metrics = evaluator.evaluate(engine.module)
     metrics.update(step=t.max_steps, trainable_params=p.model.n_trainable(), backbone_params=p.model.backbone_params,
