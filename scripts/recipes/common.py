@@ -25,6 +25,24 @@ os.environ.setdefault("WANDB_MODE", "offline")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def parser(doc: str, recipe: str, lrs: str):
+    """The options every synthetic recipe runner takes (seeds, lr grid, steps, backbone cut, task, threads,
+    folders); each runner adds its data options."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--lrs", default=lrs)
+    p.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the configs')")
+    p.add_argument("--layers", type=int, default=4, help="SmolLM2-135M blocks kept (the configs' model.num_layers)")
+    p.add_argument("--task", choices=["sft", "causal_lm"], default="sft",
+                   help="causal_lm: the one-token fallback (the first word of the completion only)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", default=f"runs/recipes/{recipe}")
+    p.add_argument("--out", default="docs/recipes")
+    return p
+
+
 def set_threads(n: int = 1) -> None:
     torch.set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)

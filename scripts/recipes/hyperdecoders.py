@@ -14,7 +14,6 @@ OUT/hyperdecoders.json and OUT/hyperdecoders.png.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,20 +26,11 @@ ARMS = {"hyper_lora": "configs/recipes/hyperdecoders_hyper_lora.yaml",
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--lrs", default="0.003,0.01")
-    p.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the configs')")
+    p = common.parser(__doc__, "hyperdecoders", "0.003,0.01")
     p.add_argument("--rules", type=int, default=6)
     p.add_argument("--words", type=int, default=6)
     p.add_argument("--prompts", type=int, default=3000)
     p.add_argument("--fillers", type=int, default=2, help="filler words around the key, before the last word")
-    p.add_argument("--layers", type=int, default=4, help="SmolLM2-135M blocks kept (the configs' model.num_layers)")
-    p.add_argument("--task", choices=["sft", "causal_lm"], default="sft",
-                   help="causal_lm: the one-token fallback (the first word of the completion only)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--work", default="runs/recipes/hyperdecoders")
-    p.add_argument("--out", default="docs/recipes")
     args = p.parse_args(argv)
     common.set_threads(args.threads)
 

@@ -20,7 +20,6 @@ language embedding) and after. Writes OUT/hyperx.json and OUT/hyperx.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -35,10 +34,7 @@ ARMS = {"hyper_lora": "configs/recipes/hyperx_hyper_lora.yaml",
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--lrs", default="0.001,0.003")
-    p.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the configs')")
+    p = common.parser(__doc__, "hyperx", "0.001,0.003")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--k", default="4,16", help="rows of the new language to onboard on (first k, tasks interleaved)")
     p.add_argument("--onboard-steps", type=int, default=60)
@@ -47,12 +43,6 @@ def main(argv=None) -> int:
     p.add_argument("--prompts-per-pair", type=int, default=60, help="at most 9 ** --content")
     p.add_argument("--content", type=int, default=1, help="numbers per prompt (2 did not train in 200 steps here)")
     p.add_argument("--fillers", type=int, default=2, help="filler words before the number (more distinct prompts)")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--task", choices=["sft", "causal_lm"], default="sft",
-                   help="causal_lm: the one-token fallback (the first word of the completion only)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--work", default="runs/recipes/hyperx")
-    p.add_argument("--out", default="docs/recipes")
     args = p.parse_args(argv)
     common.set_threads(args.threads)
 
