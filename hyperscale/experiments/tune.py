@@ -194,8 +194,7 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
         raise ConfigError("--run-dir", f"{run_dir} already holds a finished tuning (tune.json).", "pass a new --run-dir.")
     config_path = str(Path(config_path).resolve())
     base = load_config(config_path, list(overrides or []))
-    shared = list(overrides or [])
-    base_sets = list(shared)
+    shared = list(overrides or [])  # every trial's and every choice's
     if base.data.validation_fraction <= 0:
         shared.append(f"data.validation_fraction={DEFAULT_VALIDATION_FRACTION}")
     if scheduler not in ("fifo", "asha"):
@@ -205,14 +204,14 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
         if base.train.max_steps < 4:
             raise ConfigError("--scheduler", f"asha needs rungs: train.max_steps={base.train.max_steps} < 4.",
                               "raise train.max_steps or use --scheduler fifo.")
-        shared.append(f"train.eval_every={eval_every}")  # the rungs: ASHA compares trials at these steps
-    shared.append("eval.split=validation")  # tuning never scores (or encodes) the eval split
-    tuning_only = shared[len(base_sets):]  # not part of a chosen config (it scores the eval split, no rungs)
+    # Trials only (a chosen config scores the eval split and has no rungs): tuning never scores (or encodes) the
+    # eval split; ASHA compares trials at the rungs.
+    tuning_only = ["eval.split=validation", *([f"train.eval_every={eval_every}"] if scheduler == "asha" else [])]
     plan = []
     for name, _, extra in parse_kinds(kinds):
         settings = grid_trials(grid, trials) if grid else sample_trials(name, space or DEFAULT_SPACE, trials, seed)
         for i, setting in enumerate(settings):
-            sets = [*shared, *extra, *(f"{k}={_fmt(v)}" for k, v in setting.items())]
+            sets = [*shared, *tuning_only, *extra, *(f"{k}={_fmt(v)}" for k, v in setting.items())]
             load_config(config_path, sets)  # every trial's config checked before the first starts
             plan.append({"kind": name, "trial": i, "setting": setting, "overrides": sets,
                          "run_dir": str(run_dir / name / f"trial{i}")})
@@ -258,7 +257,8 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
     described = {"fifo": "FIFO (every trial runs its full budget)",
                  "asha": f"ASHA per kind (validation macro_f1 every {eval_every} steps, reduction factor 2; "
                          f"stopped trials are never chosen)"}[scheduler]
-    out = {"config": config_path, "overrides": shared, "trials_per_kind": trials, "seed": seed,
+    out = {"config": config_path, "overrides": shared, "trial_overrides": tuning_only, "trials_per_kind": trials,
+           "seed": seed,
            "scheduler": described, "kind_wall_s": kind_wall, "concurrency": concurrency,
            "selection": "highest validation macro_f1, ties by lower validation soft_ce",
            "search": {"grid": grid} if grid else {"space": space or DEFAULT_SPACE},
@@ -267,8 +267,7 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
         rows = sorted((t for t in done.values() if t["kind"] == name), key=lambda t: t["trial"])
         chosen = select(rows)
         sets = [*extra, *(f"{k}={_fmt(v)}" for k, v in chosen["setting"].items())]
-        kept = [o for o in shared if o not in tuning_only or o.startswith("data.validation_fraction")]
-        cfg = load_config(config_path, [*kept, *sets])  # the choice, scoring the eval split
+        cfg = load_config(config_path, [*shared, *sets])  # the choice, scoring the eval split
         yaml_path = run_dir / f"chosen_{name}.yaml"
         cfg.save(yaml_path)
         out["kinds"][name] = {"trials": rows, "chosen": chosen, "chosen_overrides": sets,
@@ -288,6 +287,7 @@ def compare_from_tune(tune_dir: str | Path, run_dir: str | Path, seeds: list[int
         raise ConfigError("--from-tune", f"{path} does not exist.", "pass the --run-dir of a finished hyperscale tune.")
     tuned = json.loads(path.read_text())
     # The same training items as the trials (validation items stay out of training), the eval split scored.
+    # (tune.json before "trial_overrides" existed listed eval.split=validation among the shared overrides)
     shared = [o for o in tuned["overrides"] if o != "eval.split=validation"] + ["eval.split=eval"]
     kinds = list(tuned["kinds"])
     kind_overrides = {k: [o for o in v["chosen_overrides"] if not o.startswith("adapter.kind=")]

@@ -494,8 +494,7 @@ def _info(run, cond: Condition, fmt: str, kind) -> dict:
                              "read": "class logits = LM logits at the last prompt token, at verbalizer_token_ids"}
         info["head"] = None
     elif fmt == "generative":
-        cfg_data = cfg.data
-        info["sft"] = {"prompt_template": cfg.model.prompt_template, "messages_column": cfg_data.messages_column,
+        info["sft"] = {"prompt_template": cfg.model.prompt_template, "messages_column": cfg.data.messages_column,
                        "verbalizers": (cfg.model.verbalizers or run.labels) if run.labels else None,
                        "eos_token_id": run.tokenizer.eos_token_id,
                        "read": "generate from the rendered prompt with the adapter active; the completion ends at "
