@@ -95,10 +95,15 @@ class HyperNetwork(nn.Module):
         An unknown id (an annotator never seen in training) gets the mean of its
         table: the shared fallback (adapters/fallback.py).
         """
-        parts = [gather_rows(self.tables[f].weight, categorical[:, j]) for j, f in enumerate(self.fields)]  # (U, cd)
+        parts = [self.embed_categorical(categorical)] if self.fields else []
         if self.instance_proj is not None:
             parts.append(self.instance_proj(instance))
         return torch.cat(parts, dim=-1)
+
+    def embed_categorical(self, categorical: torch.Tensor) -> torch.Tensor:
+        """(N, F) categorical ids (-1 = unknown: the table's mean row) -> (N, F * condition_dim)."""
+        return torch.cat([gather_rows(self.tables[f].weight, categorical[:, j]) for j, f in enumerate(self.fields)],
+                         dim=-1)
 
     def forward(self, cond: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """(U, cond_width) -> {module name: (A (U, r, d_in), B (U, d_out, r))}.

@@ -108,8 +108,8 @@ class HyperLoRA(nn.Module):
         """(B, C) each row's condition logit bias (from its categorical conditions), or None when off."""
         if self.logit_bias is None:
             return None
-        parts = [gather_rows(self.hypernet.tables[f].weight, batch[f"cond_{f}"]) for f in self.fields]  # (B, cd)
-        return self.logit_bias(torch.cat(parts, dim=-1))
+        ids = torch.stack([batch[f"cond_{f}"] for f in self.fields], dim=1)  # (B, F)
+        return self.logit_bias(self.hypernet.embed_categorical(ids))
 
     def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
         """Parameters trained at lr * a scale other than 1 (model.param_groups)."""
