@@ -43,6 +43,14 @@ def _check_validation_split(cfg) -> None:
     if cfg.eval.split == "validation" and cfg.data.validation_fraction <= 0:
         raise ConfigError("eval.split", "is 'validation' but data.validation_fraction is 0: there is no validation "
                           "split to score.", "set data.validation_fraction (e.g. 0.2), or eval.split=eval.")
+    if cfg.eval.decision == "validation":
+        if cfg.data.validation_fraction <= 0:
+            raise ConfigError("eval.decision", "is 'validation' but data.validation_fraction is 0: there is no "
+                              "validation split to choose the class offsets on.",
+                              "set data.validation_fraction (e.g. 0.2), or eval.decision=argmax.")
+        if cfg.model.task == "sft":
+            raise ConfigError("eval.decision", "is 'validation' with model.task=sft: sft labels are parsed from "
+                              "generated text, there are no class probabilities to move.", "set eval.decision=argmax.")
 
 
 def _check_sft(cfg) -> None:

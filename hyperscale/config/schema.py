@@ -313,10 +313,18 @@ class EvalConfig:
     """Which split the run scores: `eval` (the held-out eval/test split, for reporting) or
     `validation` (carved from the train items by data.validation_fraction, for choosing
     settings; the eval split is then never scored). eval.json's `scored_split` says which."""
+    decision: Literal["argmax", "validation"] = "argmax"
+    """How probabilities become labels (eval/decision.py): `argmax`, or `validation`: one offset per
+    class on the log-probabilities, chosen on the validation split to maximise macro_f1 and applied
+    to the scored split (cross-fitted by item halves when the scored split IS the validation split).
+    Needs data.validation_fraction > 0; probabilities and soft metrics are unchanged, eval.json keeps
+    the argmax metrics under `argmax`, and `hyperscale predict` applies the offsets."""
 
     def __post_init__(self):
         if self.split not in ("eval", "validation"):
             raise ConfigError("eval.split", f"is {self.split!r}, must be 'eval' or 'validation'.")
+        if self.decision not in ("argmax", "validation"):
+            raise ConfigError("eval.decision", f"is {self.decision!r}, must be 'argmax' or 'validation'.")
         if self.min_items_per_annotator < 1:
             raise ConfigError("eval.min_items_per_annotator", "must be >= 1.")
         if self.batch_size < 1:

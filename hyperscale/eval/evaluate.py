@@ -55,8 +55,11 @@ class Evaluator:
     beside the predict-the-training-majority reference."""
 
     def __init__(self, rows: EncodedRows, labels: list[str], train_majority: int, train_prior: np.ndarray,
-                 cfg, pad_id: int, device, rank: int = 0, world_size: int = 1):
+                 cfg, pad_id: int, device, rank: int = 0, world_size: int = 1,
+                 decision_rows: EncodedRows | None = None):
         self.rows, self.labels, self.cfg = rows, labels, cfg
+        self.decision_rows = decision_rows  # eval.decision=validation: the validation rows the offsets come from
+        self.last_pred: np.ndarray | None = None
         self.train_majority, self.train_prior = train_majority, train_prior
         self.pad_id, self.device, self.rank, self.world_size = pad_id, device, rank, world_size
         self.last_probs: np.ndarray | None = None  # (n_rows, C) of the latest evaluate(): predictions.parquet
@@ -78,9 +81,18 @@ class Evaluator:
                                    f"is nothing to score. Fix: lower train.lr (now {self.cfg.train.lr:g}) or "
                                    f"compute in float32 (model.compute_dtype), and train again in a new --run-dir.")
         self.last_probs = probs
-        preds = probs.argmax(1)
+        preds, decision = self._decide(model, probs)
+        self.last_pred = preds
         metrics = perspectivist_metrics(rows.labels, preds, rows.annotators, labels, m,
                                         majority_class=self.train_majority)
+        if decision is not None:
+            argmax = probs.argmax(1)
+            plain = perspectivist_metrics(rows.labels, argmax, rows.annotators, labels, m,
+                                          majority_class=self.train_majority)
+            plain.update(majority_vote_metrics(rows.labels, argmax, rows.item_ids, len(labels), self.train_majority))
+            metrics["argmax"] = {k: plain[k] for k in ("macro_f1", "micro_f1", "accuracy", "pos_f1",
+                                                       "majority_vote_f1") if k in plain}
+            metrics["decision"] = decision
         metrics.update(soft_label_metrics(rows.labels, probs, rows.item_ids, len(labels)))
         metrics.update(majority_vote_metrics(rows.labels, preds, rows.item_ids, len(labels), self.train_majority))
         ann_index = rows.conditions.get("annotator")
@@ -94,11 +106,32 @@ class Evaluator:
                                            if ann_index is not None else 0)
         return metrics
 
+    def _decide(self, model, probs: np.ndarray) -> tuple[np.ndarray, dict | None]:
+        """The rows' labels under eval.decision, and what the decision was (None for argmax)."""
+        if self.cfg.eval.decision != "validation":
+            return probs.argmax(1), None
+        from hyperscale.eval.decision import cross_fit, decide, fit_offsets
+
+        rows, m = self.rows, self.cfg.eval.min_items_per_annotator
+        if self.decision_rows is None:  # scoring the validation split itself: cross-fitted by item halves
+            preds, fitted, _ = cross_fit(rows.labels, probs, rows.annotators, rows.item_ids, m, self.cfg.train.seed)
+            # `offsets` (fitted on every validation row) only label new rows (`hyperscale predict`)
+            return preds, {"rule": "validation", "fitted_on": "the other half of the scored validation items "
+                           "(2-fold cross-fit by item)", "offsets_per_half": [f.tolist() for f in fitted],
+                           "offsets": fit_offsets(rows.labels, probs, rows.annotators, m).tolist(),
+                           "labels": list(self.labels)}
+        v = self.decision_rows
+        v_probs = predict_probs(model, v, self.cfg.eval.batch_size, self.pad_id, self.device, self.rank,
+                                self.world_size)
+        offsets = fit_offsets(v.labels, v_probs, v.annotators, m)
+        return decide(probs, offsets), {"rule": "validation", "fitted_on": f"validation split ({len(v)} rows)",
+                                        "offsets": offsets.tolist(), "labels": list(self.labels)}
+
     def predictions(self):
         """predictions.parquet's table for the latest evaluate() (eval/report.py)."""
         from hyperscale.eval.report import predictions_frame
 
-        return predictions_frame(self.rows, self.last_probs, self.labels)
+        return predictions_frame(self.rows, self.last_probs, self.labels, self.last_pred)
 
 
 def headline(metrics: dict) -> dict:

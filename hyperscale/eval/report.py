@@ -1,8 +1,8 @@
 """A finished run's results on disk: eval.json, per_annotator.csv, predictions.parquet and the two PNG plots.
 
 predictions.parquet has one row per scored (item, annotator) row, in the scored
-split's order: `item_id`, `annotator`, `gold` and `pred` (class names), and `p_<class>`
-(the model's probability of each class). The paired bootstrap of
+split's order: `item_id`, `annotator`, `gold` and `pred` (class names; `pred` is the run's
+decision, eval.decision), and `p_<class>` (the model's probability of each class). The paired bootstrap of
 `hyperscale compare` (experiments/stats.py) resamples these rows by item.
 """
 
@@ -20,12 +20,14 @@ from hyperscale.rundir import RunDir, read_metrics, write_json
 PREDICTIONS = "predictions.parquet"
 
 
-def predictions_frame(rows, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    """`rows` (EncodedRows) and their (n_rows, C) probabilities -> predictions.parquet's table."""
+def predictions_frame(rows, probs: np.ndarray, labels: list[str], pred: np.ndarray | None = None) -> pd.DataFrame:
+    """`rows` (EncodedRows), their (n_rows, C) probabilities and predicted class indices (default: the
+    argmax; eval.decision=validation passes its own) -> predictions.parquet's table."""
     probs = np.asarray(probs, dtype=np.float32)
     names = np.asarray(labels, dtype=object)
+    pred = probs.argmax(1) if pred is None else np.asarray(pred)
     frame = pd.DataFrame({"item_id": rows.item_ids, "annotator": rows.annotators, "gold": names[rows.labels],
-                          "pred": names[probs.argmax(1)]})
+                          "pred": names[pred]})
     for c, label in enumerate(labels):
         frame[f"p_{label}"] = probs[:, c]
     return frame
@@ -58,6 +60,11 @@ def summary_text(metrics: dict, run_dir) -> str:
     for key, meaning in rows:
         if key in metrics:
             lines.append(f"{key:<10} {_num(metrics[key]):>8} {_num(base.get(key)):>9}  {meaning}")
+    if "decision" in metrics:  # eval.decision=validation: the F1s above use class offsets chosen on validation
+        d, plain = metrics["decision"], metrics.get("argmax", {})
+        lines.append(f"decision: log-probability offsets {[round(o, 3) for o in d['offsets']]} fitted on "
+                     f"{d['fitted_on']}; with argmax instead: macro_f1 {_num(plain.get('macro_f1'))}, micro_f1 "
+                     f"{_num(plain.get('micro_f1'))}")
     lines.append(f"run directory: {run_dir}  (eval.json, metrics.jsonl, config.yaml)")
     return "\n".join(lines)
 

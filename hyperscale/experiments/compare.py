@@ -43,6 +43,8 @@ COLUMNS = (("macro_f1", "macro-F1", ".4f"), ("micro_f1", "micro-F1", ".4f"), ("p
            ("soft_manhattan", "Manhattan", ".4f"), ("soft_jsd", "JSD", ".4f"),
            ("trainable_params", "trainable params", ","), ("params_per_annotator", "params / new annotator", ","),
            ("samples_per_s", "samples/s", ".1f"), ("wall_s", "wall s", ".1f"))
+# eval.decision=validation: the same F1s under the plain argmax, shown after the decided ones
+ARGMAX_COLUMNS = (("argmax_macro_f1", "argmax macro-F1", ".4f"), ("argmax_micro_f1", "argmax micro-F1", ".4f"))
 
 
 def parse_kinds(text: str) -> list[tuple[str, str, list[str]]]:
@@ -93,6 +95,9 @@ def _record(name: str, metrics: dict, run_dir: Path, wall: float, min_items: int
             "n_annotators", "n_examples", "n_unknown_annotators")
     rec = {"kind": name, "adapter_kind": metrics.get("adapter_kind"), "run_dir": str(run_dir)}
     rec.update({k: metrics[k] for k in keep if k in metrics})
+    if "argmax" in metrics:  # eval.decision=validation: the headline F1s are the decided ones
+        rec.update({f"argmax_{k}": v for k, v in metrics["argmax"].items()})
+        rec["decision"] = metrics["decision"]
     # the annotators macro_f1 averages (eval.min_items_per_annotator), as in eval.json
     rec["per_annotator_macro_f1"] = {a: r["macro_f1"] for a, r in metrics.get("per_annotator", {}).items()
                                      if r["n"] >= min_items}
@@ -103,7 +108,7 @@ def _record(name: str, metrics: dict, run_dir: Path, wall: float, min_items: int
 # Metrics averaged over seeds (the rest of a record is identical across seeds or a
 # count; wall_s is summed: the kind's total).
 SEED_METRICS = ("macro_f1", "micro_f1", "pos_f1", "accuracy", "majority_vote_f1", "majority_vote_accuracy",
-                "soft_ce", "soft_manhattan", "soft_jsd", "samples_per_s")
+                "soft_ce", "soft_manhattan", "soft_jsd", "samples_per_s", "argmax_macro_f1", "argmax_micro_f1")
 
 
 def merge_seeds(records: list[dict], seeds: list[int]) -> dict:
@@ -137,14 +142,16 @@ def _cell(record: dict, key: str, spec: str) -> str:
 
 
 def markdown_table(records: list[dict], baseline: dict | None) -> str:
-    head = "| kind | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    columns = COLUMNS[:2] + ARGMAX_COLUMNS + COLUMNS[2:] if any("argmax_macro_f1" in r for r in records) else COLUMNS
+    head = "| kind | " + " | ".join(title for _, title, _ in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for r in records:
-        lines.append(f"| {r['kind']} | " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
+        lines.append(f"| {r['kind']} | " + " | ".join(_cell(r, k, f) for k, _, f in columns) + " |")
     if baseline:
         lines.append("| majority class | " + " | ".join(
-            _fmt(baseline.get(k), f) if k not in ("trainable_params", "params_per_annotator", "samples_per_s", "wall_s")
-            else "-" for k, _, f in COLUMNS) + " |")
+            _fmt(baseline.get(k.removeprefix("argmax_")), f)
+            if k not in ("trainable_params", "params_per_annotator", "samples_per_s", "wall_s")
+            else "-" for k, _, f in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

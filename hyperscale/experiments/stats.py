@@ -53,7 +53,9 @@ class ScoredRun:
         self.annotators = frame["annotator"].astype(str).to_numpy()
         self.gold = frame["gold"].astype(str).map(index).to_numpy(np.int64)
         self.probs = frame[[f"p_{c}" for c in labels]].to_numpy(np.float64)  # (n_rows, C)
-        self.pred = self.probs.argmax(1)
+        # the run's own decision (eval.decision); predictions without the column fall back to the argmax
+        self.pred = (frame["pred"].astype(str).map(index).fillna(len(labels)).to_numpy(np.int64) if "pred" in frame
+                     else self.probs.argmax(1))
 
 
 def labels_of(frame: pd.DataFrame) -> list[str]:

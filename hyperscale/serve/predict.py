@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from hyperscale.errors import DataError
+from hyperscale.eval.decision import decide
 from hyperscale.serve.run import LoadedRun, load_run
 
 
@@ -80,7 +81,7 @@ class Predictor:
             "text": frame["text"].to_numpy(),
             "annotator": frame["annotator"].to_numpy(),
             "known": rows.conditions["annotator"] >= 0,
-            "label": [labels[i] for i in probs.argmax(1)],
+            "label": [labels[i] for i in decide(probs, self.run.decision_offsets)],  # eval.decision
         })
         for c, name in enumerate(labels):
             out[f"p_{name}"] = probs[:, c]

@@ -35,6 +35,14 @@ class LoadedRun:
     tokenizer: object
     trainable_names: list[str]  # what training trained (onboarding freezes most of it, saving writes all of it)
 
+    @property
+    def decision_offsets(self):
+        """eval.decision=validation: the (C,) log-probability offsets eval.json recorded (None: argmax)."""
+        path = RunDir(self.run_dir).eval
+        if self.cfg.eval.decision != "validation" or not path.exists():
+            return None
+        return json.loads(path.read_text()).get("decision", {}).get("offsets")
+
     def trainable_state(self) -> dict:
         params = dict(self.model.named_parameters())
         return {n: params[n].detach().cpu().contiguous() for n in self.trainable_names}

@@ -105,7 +105,7 @@ def _evaluator(cfg: RunConfig, p, ctx):
         return SFTEvaluator(p.eval_rows, p.labels, p.train_majority, cfg, p.tokenizer, ctx.device, ctx.rank,
                             ctx.world_size)
     return Evaluator(p.eval_rows, p.labels, p.train_majority, p.train_prior, cfg, p.pad_id, ctx.device,
-                     ctx.rank, ctx.world_size)
+                     ctx.rank, ctx.world_size, decision_rows=p.decision_rows)
 
 
 def _batcher(cfg: RunConfig, p, device):

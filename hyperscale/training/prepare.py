@@ -40,6 +40,7 @@ class Prepared:
     resume_from: Path | None  # the checkpoint to resume, already checked compatible
     tokenizer: object = None
     sft_data: dict = field(default_factory=dict)  # sft: rows truncated to model.max_length, per split (eval.json "sft_data")
+    decision_rows: EncodedRows | None = None  # eval.decision=validation scoring the eval split: the validation rows
 
 
 def subsample(frame, max_rows: int | None, seed: int):
@@ -76,7 +77,7 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     # eval.split=validation (tuning): the eval split is never encoded, so it cannot be scored.
     scored = data.validation if cfg.eval.split == "validation" else data.eval
     eval_frame = subsample(scored, cfg.eval.max_examples, cfg.train.seed)
-    sft_data = {}
+    sft_data, decision_rows = {}, None
     if cfg.model.task == "sft":
         train_rows, eval_rows, sft_data = _encode_sft(cfg, tok, vocab, data, fields, train_frame, eval_frame)
         if ctx.is_main:
@@ -89,6 +90,9 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
         template = cfg.model.prompt_template if cfg.model.task == "causal_lm" else None
         train_rows = encode_rows(train_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
         eval_rows = encode_rows(eval_frame, tok, vocab, data.labels, fields, cfg.model.max_length, template)
+        if cfg.eval.decision == "validation" and cfg.eval.split == "eval":  # offsets chosen there (eval/decision.py)
+            decision_rows = encode_rows(data.validation, tok, vocab, data.labels, fields, cfg.model.max_length,
+                                        template)
 
     seed_everything(cfg.train.seed)  # identical trainable init on every rank, whatever loading consumed
     model = build_model(cfg, {f: vocab.size(f) for f in fields}, data.labels, backbone, device=ctx.device)
@@ -102,7 +106,7 @@ def prepare(cfg: RunConfig, run: RunDir, ctx: DistContext, store=None) -> Prepar
     return Prepared(vocab=vocab, labels=data.labels, train_rows=train_rows, eval_rows=eval_rows,
                     train_majority=int(np.bincount(known, minlength=max(1, len(data.labels))).argmax()),
                     train_prior=label_distribution(train_frame, data.labels), model=model, pad_id=tok.pad_token_id,
-                    resume_from=resume_from, tokenizer=tok, sft_data=sft_data)
+                    resume_from=resume_from, tokenizer=tok, sft_data=sft_data, decision_rows=decision_rows)
 
 
 def _encode_sft(cfg: RunConfig, tok, vocab, data, fields, train_frame, eval_frame):
