@@ -203,9 +203,28 @@ def build_trainer(cfg: RunConfig, run_dir: Path, cpus_per_worker: int):
     )
 
 
+def with_local_paths_resolved(cfg: RunConfig) -> RunConfig:
+    """`cfg` with relative local paths (a model folder, data files) made absolute: Ray Train workers do not
+    run in the driver's working directory, where the config found them."""
+    def local(p: str) -> bool:
+        return not Path(p).is_absolute() and Path(p).exists()
+
+    raw = cfg.to_dict()
+    model, data = raw["model"], raw["data"]
+    changed = local(model["name_or_path"])
+    if changed:
+        model["name_or_path"] = str(Path(model["name_or_path"]).resolve())
+    for key in ("train_files", "eval_files"):
+        if any(local(f) for f in data.get(key) or []):
+            data[key] = [str(Path(f).resolve()) if local(f) else f for f in data[key]]
+            changed = True
+    return build_config(raw) if changed else cfg
+
+
 def launch(cfg: RunConfig, run_dir: str | Path, *, address: str | None = None) -> dict:
     """Run `cfg` on Ray Train workers; returns the final eval metrics (eval.json)."""
     run_dir = Path(run_dir).resolve()
+    cfg = with_local_paths_resolved(cfg)
     cpus = connect(cfg, address)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
