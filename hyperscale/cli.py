@@ -83,6 +83,7 @@ def cmd_compare(args) -> int:
 def cmd_tune(args) -> int:
     from hyperscale.api import default_run_dir
     from hyperscale.config import load_config
+    from hyperscale.experiments.compare import parse_seeds
     from hyperscale.experiments.tune import parse_grid, run_tune
 
     if args.space and args.set_grid:
@@ -98,7 +99,8 @@ def cmd_tune(args) -> int:
                                                   f"tune-{Path(args.config).stem}"))
     out = run_tune(args.config, args.kinds, run_dir, args.overrides, trials=args.trials, space=space,
                    grid=parse_grid(args.set_grid) if args.set_grid else None, seed=args.seed,
-                   concurrency=args.concurrency, scheduler=args.scheduler)
+                   concurrency=args.concurrency, scheduler=args.scheduler,
+                   trial_seeds=parse_seeds(args.trial_seeds) if args.trial_seeds else None)
     for name, rec in out["kinds"].items():
         c = rec["chosen"]
         print(f"{name:<22} trial {c['trial']}  validation macro_f1 {c['macro_f1']:.4f}  soft_ce {c['soft_ce']:.4f}  "
@@ -247,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2, help="trials at once (1 CPU each)")
     p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo", help="fifo: every trial runs its "
                    "budget; asha: validation every max_steps/4 steps, the bottom half of each rung stopped (per kind)")
+    p.add_argument("--trial-seeds", default=None, metavar="S1,S2", help="train every trial once per seed and "
+                   "score it by the seeds' mean validation metrics (the same seeds for every kind)")
     p = sub.add_parser("onboard", help="fit new annotators' own parameters on their first k labels")
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--data", required=True, help="CSV/JSONL/Parquet rows (text, annotator, label) of new annotators")

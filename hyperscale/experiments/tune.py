@@ -18,6 +18,9 @@ trial is only ever stopped against trials of its own kind (a scheduler shared ac
 would spend one kind's budget on another's). A stopped trial is listed in tune.json with
 the step it reached; only trials that ran the full budget can be chosen.
 
+Trial seeds (`--trial-seeds 0,1`): each trial trains once per seed (RUN_DIR/<kind>/trial<i>/seed<s>/)
+and is scored by the mean of its seeds' validation metrics; every kind gets the same seeds.
+
 Search space: the trials of a kind are drawn up front from its space with a fixed seed
 (`--space FILE`, or the DEFAULT_SPACE below) and handed to Tune as a grid of trial
 specs, so the draws are recorded in tune.json and identical on a re-run. A `--set-grid
@@ -55,12 +58,16 @@ NO_TABLES = {"shared_lora", "shared_lora+agg"}
 DEFAULT_SPACE = {
     "all": {"train.lr": {"loguniform": [3e-4, 3e-2]}, "train.weight_decay": [0.0, 0.01]},
     "tables": {"train.annotator_lr_scale": {"loguniform": [1.0, 30.0]}},
-    # hyper_lora's own knobs (issue 11): trunk width, factored A/B heads, condition dropout, the heads' lr.
+    # hyper_lora's own knobs (issue 11): trunk width, factored A/B heads, condition dropout, the heads' lr, the
+    # condition bias. The residual form (shared_base) is on: it helped on validation on both real sets (a
+    # shared pair every row trains, the hypernetwork's heads at a lower lr learn each annotator's deviation;
+    # docs/results.md's pilot); condition_bias helped on one set and hurt on the other, so the tune decides.
     # Every value keeps its trainable parameters at 1,000 annotators under 2% of per_annotator_lora's
     # (experiments/params.py; tests/experiments/test_params.py).
-    "hyper_lora": {"adapter.hypernet.hidden_dim": [32, 64, 128], "adapter.hypernet.head_rank": [None, 16, 64],
+    "hyper_lora": {"adapter.hypernet.shared_base": [True], "adapter.hypernet.condition_bias": [False, True],
+                   "adapter.hypernet.hidden_dim": [32, 64, 128], "adapter.hypernet.head_rank": [None, 16, 64],
                    "adapter.hypernet.condition_dropout": [0.0, 0.1, 0.2],
-                   "adapter.hypernet.head_lr_scale": {"loguniform": [0.3, 3.0]}},
+                   "adapter.hypernet.head_lr_scale": {"loguniform": [0.03, 1.0]}},
 }
 DEFAULT_VALIDATION_FRACTION = 0.2
 
@@ -149,10 +156,17 @@ def _trainable(config: dict) -> None:
 
     t0 = time.perf_counter()
     try:
-        cfg = load_config(spec["config"], spec["overrides"])
-        metrics = train(cfg, spec["run_dir"], use_ray=False)
-        out = {k: float(metrics[k]) for k in ("macro_f1", "micro_f1", "soft_ce")}
-        out.update(failed=0, final=1, step=int(metrics["step"]))
+        seeds = spec.get("seeds") or [None]  # --trial-seeds: one training per seed, the trial scores their mean
+        per_seed = []
+        for s in seeds:
+            extra = [] if s is None else [f"train.seed={s}"]
+            cfg = load_config(spec["config"], [*spec["overrides"], *extra])
+            run_dir = spec["run_dir"] if s is None else str(Path(spec["run_dir"]) / f"seed{s}")
+            per_seed.append(train(cfg, run_dir, use_ray=False))
+        out = {k: float(np.mean([m[k] for m in per_seed])) for k in ("macro_f1", "micro_f1", "soft_ce")}
+        if spec.get("seeds"):
+            out["per_seed_macro_f1"] = [float(m["macro_f1"]) for m in per_seed]
+        out.update(failed=0, final=1, step=int(per_seed[-1]["step"]))
     except HyperscaleError as e:  # a diverged trial is a result (the worst), not a crash of the search
         Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)
         (Path(spec["run_dir"]) / "trial_error.txt").write_text(f"{type(e).__name__}: {e}\n")
@@ -179,10 +193,12 @@ def select(trials: list[dict]) -> dict:
 
 def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[str] | None = None, *,
              trials: int = 4, space: dict | None = None, grid: dict[str, list] | None = None, seed: int = 0,
-             concurrency: int = 2, scheduler: str = "fifo") -> dict:
+             concurrency: int = 2, scheduler: str = "fifo", trial_seeds: list[int] | None = None) -> dict:
     """Tune every kind with the same number of trials; write tune.json and chosen_<kind>.yaml.
 
-    `scheduler`: "fifo" (every trial runs its full budget) or "asha" (per kind, module docstring)."""
+    `scheduler`: "fifo" (every trial runs its full budget) or "asha" (per kind, module docstring).
+    `trial_seeds`: train every trial once per seed (RUN_DIR/<kind>/trial<i>/seed<s>/) and score it by the mean of
+    its seeds' validation metrics (a single seed's validation macro-F1 moves by as much as the settings differ)."""
     import ray
     from ray import tune
 
@@ -193,14 +209,23 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
     if (run_dir / "tune.json").exists():
         raise ConfigError("--run-dir", f"{run_dir} already holds a finished tuning (tune.json).", "pass a new --run-dir.")
     config_path = str(Path(config_path).resolve())
-    base = load_config(config_path, list(overrides or []))
+    from hyperscale.config.parse import apply_overrides, load_yaml
+
     shared = list(overrides or [])  # every trial's and every choice's
-    if base.data.validation_fraction <= 0:
+    raw = apply_overrides(load_yaml(config_path), shared)  # before validation: eval.decision needs the split
+    if not (raw.get("data") or {}).get("validation_fraction"):
         shared.append(f"data.validation_fraction={DEFAULT_VALIDATION_FRACTION}")
+    base = load_config(config_path, shared)
     if scheduler not in ("fifo", "asha"):
         raise ConfigError("--scheduler", f"{scheduler!r} is not a scheduler.", "use fifo or asha.")
     eval_every = max(1, base.train.max_steps // 4)
+    if trial_seeds is not None and (not trial_seeds or len(set(trial_seeds)) != len(trial_seeds)):
+        raise ConfigError("--trial-seeds", f"{trial_seeds} is empty or names a seed twice.", "e.g. --trial-seeds 0,1.")
     if scheduler == "asha":
+        if trial_seeds and len(trial_seeds) > 1:
+            raise ConfigError("--trial-seeds", "with --scheduler asha: ASHA compares one training's mid-run scores, "
+                              "a trial of several seeds trains them one after the other.",
+                              "use --scheduler fifo with --trial-seeds, or one seed.")
         if base.train.max_steps < 4:
             raise ConfigError("--scheduler", f"asha needs rungs: train.max_steps={base.train.max_steps} < 4.",
                               "raise train.max_steps or use --scheduler fifo.")
@@ -217,8 +242,8 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                          "run_dir": str(run_dir / name / f"trial{i}")})
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
-    specs = [{**p, "config": config_path, "cwd": os.getcwd(), "env": env, "threads": 1, "scheduler": scheduler}
-             for p in plan]
+    specs = [{**p, "config": config_path, "cwd": os.getcwd(), "env": env, "threads": 1, "scheduler": scheduler,
+              "seeds": list(trial_seeds) if trial_seeds else None} for p in plan]
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS", "local"), num_cpus=None if os.environ.get("RAY_ADDRESS")
@@ -247,6 +272,8 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                                      "macro_f1": m.get("macro_f1", float("nan")),
                                      "micro_f1": m.get("micro_f1", float("nan")),
                                      "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
+                                     **({"per_seed_macro_f1": m["per_seed_macro_f1"]} if "per_seed_macro_f1" in m
+                                        else {}),
                                      "failed": int(m.get("failed", 1) if r.error is None else 1)}
             if r.error is None and m.get("final") == 0:  # ASHA stopped it after this mid-run evaluation
                 done[spec["run_dir"]]["stopped_at_step"] = int(m["step"])
@@ -258,9 +285,10 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                  "asha": f"ASHA per kind (validation macro_f1 every {eval_every} steps, reduction factor 2; "
                          f"stopped trials are never chosen)"}[scheduler]
     out = {"config": config_path, "overrides": shared, "trial_overrides": tuning_only, "trials_per_kind": trials,
-           "seed": seed,
+           "seed": seed, "trial_seeds": list(trial_seeds) if trial_seeds else None,
            "scheduler": described, "kind_wall_s": kind_wall, "concurrency": concurrency,
-           "selection": "highest validation macro_f1, ties by lower validation soft_ce",
+           "selection": ("highest validation macro_f1, ties by lower validation soft_ce"
+                         + (f" (each the mean over trial seeds {list(trial_seeds)})" if trial_seeds else "")),
            "search": {"grid": grid} if grid else {"space": space or DEFAULT_SPACE},
            "scored_split": "validation", "wall_s": wall, "kinds": {}}
     for name, _, extra in parse_kinds(kinds):

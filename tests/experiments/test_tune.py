@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,3 +120,38 @@ def test_asha_reports_validation_mid_run_and_chooses_a_full_trial(tmp_path):
     assert chosen.train.eval_every == 0 and chosen.eval.split == "eval"
     with pytest.raises(ConfigError, match="scheduler"):
         run_tune(CONFIG, "shared_lora", tmp_path / "t2", short, trials=1, scheduler="hyperband")
+
+
+def test_trial_seeds_are_checked_before_any_trial(tmp_path):
+    from hyperscale.experiments.tune import run_tune
+
+    with pytest.raises(ConfigError, match="--trial-seeds"):
+        run_tune(CONFIG, "shared_lora", tmp_path / "t", SHORT, trials=1, trial_seeds=[0, 0])
+    with pytest.raises(ConfigError, match="--trial-seeds.*asha"):
+        run_tune(CONFIG, "shared_lora", tmp_path / "t", SHORT, trials=1, trial_seeds=[0, 1], scheduler="asha")
+
+
+def test_the_drawn_hyper_lora_settings_keep_the_residual_form_and_draw_the_bias():
+    draws = sample_trials("hyper_lora", DEFAULT_SPACE, 12, seed=0)
+    assert all(t["adapter.hypernet.shared_base"] is True for t in draws)
+    assert {t["adapter.hypernet.condition_bias"] for t in draws} == {False, True}
+    assert all(0.03 <= t["adapter.hypernet.head_lr_scale"] <= 1.0 for t in draws)
+
+
+@pytest.mark.slow
+def test_a_trial_of_two_seeds_scores_their_mean(tmp_path):
+    from hyperscale.experiments.tune import run_tune
+
+    out = run_tune(CONFIG, "shared_lora", tmp_path / "tune", [*SHORT, "eval.decision=validation"], trials=1,
+                   concurrency=1, trial_seeds=[0, 1])
+    (trial,) = out["kinds"]["shared_lora"]["trials"]
+    seeds = [json.loads((tmp_path / "tune" / "shared_lora" / "trial0" / f"seed{s}" / "eval.json").read_text())
+             for s in (0, 1)]
+    assert [e["scored_split"] for e in seeds] == ["validation", "validation"]
+    assert "cross-fit" in seeds[0]["decision"]["fitted_on"]
+    assert trial["macro_f1"] == pytest.approx(np.mean([e["macro_f1"] for e in seeds]))
+    assert trial["soft_ce"] == pytest.approx(np.mean([e["soft_ce"] for e in seeds]))
+    assert trial["per_seed_macro_f1"] == pytest.approx([e["macro_f1"] for e in seeds])
+    assert out["trial_seeds"] == [0, 1] and "trial seeds" in out["selection"]
+    chosen = load_config(out["kinds"]["shared_lora"]["chosen_config"])
+    assert chosen.eval.split == "eval" and chosen.eval.decision == "validation"
