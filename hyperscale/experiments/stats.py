@@ -47,15 +47,15 @@ LOWER_IS_BETTER = {"soft_ce"}
 class ScoredRun:
     """One run's predictions.parquet as arrays: gold and predicted class indices, probabilities."""
 
-    def __init__(self, frame: pd.DataFrame, labels: list[str]):
+    def __init__(self, frame: pd.DataFrame, labels: list[str], argmax: bool = False):
         index = {name: i for i, name in enumerate(labels)}
         self.item_ids = frame["item_id"].astype(str).to_numpy()
         self.annotators = frame["annotator"].astype(str).to_numpy()
         self.gold = frame["gold"].astype(str).map(index).to_numpy(np.int64)
         self.probs = frame[[f"p_{c}" for c in labels]].to_numpy(np.float64)  # (n_rows, C)
-        # the run's own decision (eval.decision); predictions without the column fall back to the argmax
-        self.pred = (frame["pred"].astype(str).map(index).fillna(len(labels)).to_numpy(np.int64) if "pred" in frame
-                     else self.probs.argmax(1))
+        # the run's own decision (eval.decision), or the plain argmax (`argmax`, or no pred column)
+        self.pred = (frame["pred"].astype(str).map(index).fillna(len(labels)).to_numpy(np.int64)
+                     if "pred" in frame and not argmax else self.probs.argmax(1))
 
 
 def labels_of(frame: pd.DataFrame) -> list[str]:
@@ -149,11 +149,12 @@ def paired_bootstrap(runs: dict[str, list[ScoredRun]], labels: list[str], min_it
 
 
 def bootstrap_run_dirs(run_dirs: dict[str, list[str | Path]], min_items: int = 5, n_boot: int = 1000,
-                       seed: int = 0) -> dict:
-    """paired_bootstrap over the predictions.parquet of each kind's run directories (one per seed)."""
+                       seed: int = 0, argmax: bool = False) -> dict:
+    """paired_bootstrap over the predictions.parquet of each kind's run directories (one per seed); the F1s
+    of each run's own decision (eval.decision), or of the plain argmax with `argmax`."""
     frames = {k: [read_predictions(d) for d in dirs] for k, dirs in run_dirs.items()}
     labels = labels_of(next(iter(frames.values()))[0])
-    runs = {k: [ScoredRun(f, labels) for f in fs] for k, fs in frames.items()}
+    runs = {k: [ScoredRun(f, labels, argmax) for f in fs] for k, fs in frames.items()}
     return paired_bootstrap(runs, labels, min_items, n_boot, seed)
 
 

@@ -28,7 +28,8 @@ def tune_table(t: dict) -> str:
              "|---|---|---|---|---|---|"]
     for kind, v in t["kinds"].items():
         c = v["chosen"]
-        f1s = ", ".join(f"{r['macro_f1']:.3f}" for r in v["trials"])
+        f1s = ", ".join(f"{r['macro_f1']:.3f}" + (" (" + "/".join(f"{x:.2f}" for x in r["per_seed_macro_f1"]) + ")"
+                                                   if r.get("per_seed_macro_f1") else "") for r in v["trials"])
         walls = ", ".join(f"{r['wall_s']:.0f}" for r in v["trials"])
         lines.append(f"| {kind} | {_setting(c['setting'])} | {c['macro_f1']:.4f} | {c['soft_ce']:.4f} | {f1s} | "
                      f"{walls} |")
@@ -64,6 +65,16 @@ def main() -> None:
             train_wall = sum(k["wall_s"] for k in c["kinds"])
             print(f"bootstrap wall: {c['bootstrap'].get('wall_s', float('nan')):.0f} s; "
                   f"compare: {train_wall:.0f} s of training runs\n")
+            if any("argmax_macro_f1" in k for k in c["kinds"]):  # eval.decision=validation: the argmax view too
+                from hyperscale.experiments.stats import bootstrap_run_dirs, markdown
+
+                dirs = {k["kind"]: k["run_dir"] if isinstance(k["run_dir"], list) else [k["run_dir"]]
+                        for k in c["kinds"]}
+                plain = bootstrap_run_dirs(dirs, c.get("min_items", 5), argmax=True)
+                (base / "compare" / "bootstrap_argmax.json").write_text(json.dumps(plain, indent=2))
+                shutil.copy(base / "compare" / "bootstrap_argmax.json", docs / f"{d}.bootstrap_argmax.json")
+                print("The same bootstrap with every kind's plain argmax decisions (soft CE is unchanged):\n")
+                print(markdown(plain))
         if walls:
             print("walls: " + " ".join(walls.split()) + "\n")
 

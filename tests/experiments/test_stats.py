@@ -83,3 +83,14 @@ def test_seeds_are_averaged_and_rows_must_align():
     with pytest.raises(RunDirError, match="same eval rows"):
         paired_bootstrap(_runs(a=right, b=shuffled), LABELS, n_boot=5)
     assert "vs best other" in markdown(out)
+
+
+def test_a_run_is_scored_by_its_own_decision_or_by_the_argmax():
+    """eval.decision=validation writes its labels to predictions.parquet's pred; the bootstrap scores those, and
+    the plain argmax on request (and for files without a pred column)."""
+    frame = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "annotator": ["a", "a", "b"], "gold": ["1", "0", "1"],
+                          "pred": ["1", "0", "1"], "p_0": [0.7, 0.9, 0.6], "p_1": [0.3, 0.1, 0.4]})
+    labels = ["0", "1"]
+    assert ScoredRun(frame, labels).pred.tolist() == [1, 0, 1]
+    assert ScoredRun(frame, labels, argmax=True).pred.tolist() == [0, 0, 0]
+    assert ScoredRun(frame.drop(columns="pred"), labels).pred.tolist() == [0, 0, 0]
