@@ -61,13 +61,12 @@ def cmd_compare(args) -> int:
     from hyperscale.experiments.compare import parse_seeds
 
     if args.from_tune:
-        if args.config or args.kinds or args.overrides:
-            raise ConfigError("--from-tune", "takes the config, kinds and settings from tune.json.",
-                              "drop CONFIG, --kinds and --set.")
+        if args.config or args.kinds:
+            raise ConfigError("--from-tune", "takes the config and kinds from tune.json.", "drop CONFIG and --kinds.")
         from hyperscale.experiments.tune import compare_from_tune
 
         run_dir = args.run_dir or str(Path(args.from_tune) / "compare")
-        summary = compare_from_tune(args.from_tune, run_dir, parse_seeds(args.seeds))
+        summary = compare_from_tune(args.from_tune, run_dir, parse_seeds(args.seeds), overrides=args.overrides)
     else:
         if not args.config or not args.kinds:
             raise ConfigError("compare", "needs CONFIG and --kinds (or --from-tune DIR).",

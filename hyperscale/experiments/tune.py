@@ -306,8 +306,12 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
     return out
 
 
-def compare_from_tune(tune_dir: str | Path, run_dir: str | Path, seeds: list[int] | None, n_boot: int = 1000) -> dict:
-    """Train each kind's tuned choice (over `seeds`) on the same training items; score the eval split."""
+def compare_from_tune(tune_dir: str | Path, run_dir: str | Path, seeds: list[int] | None, n_boot: int = 1000,
+                      overrides: list[str] | None = None) -> dict:
+    """Train each kind's tuned choice (over `seeds`) on the same training items; score the eval split.
+
+    `overrides` (`--set`) apply to every kind after its choice, the same for all: e.g. the chosen settings
+    on another backbone (they were chosen on the tuned one; compare.json records the overrides)."""
     from hyperscale.experiments.compare import run_compare
 
     path = Path(tune_dir) / "tune.json"
@@ -318,7 +322,7 @@ def compare_from_tune(tune_dir: str | Path, run_dir: str | Path, seeds: list[int
     # (tune.json before "trial_overrides" existed listed eval.split=validation among the shared overrides)
     shared = [o for o in tuned["overrides"] if o != "eval.split=validation"] + ["eval.split=eval"]
     kinds = list(tuned["kinds"])
-    kind_overrides = {k: [o for o in v["chosen_overrides"] if not o.startswith("adapter.kind=")]
+    kind_overrides = {k: [*(o for o in v["chosen_overrides"] if not o.startswith("adapter.kind=")), *(overrides or [])]
                       for k, v in tuned["kinds"].items()}
     return run_compare(tuned["config"], ",".join(kinds), run_dir, shared, seeds=seeds,
                        kind_overrides=kind_overrides, n_boot=n_boot)

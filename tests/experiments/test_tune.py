@@ -80,11 +80,13 @@ def test_tune_two_trials_then_compare_from_tune(tmp_path, monkeypatch):
         assert scored == val_items and not scored & eval_items  # the eval split was never scored
         chosen = load_config(rec["chosen_config"])
         assert chosen.eval.split == "eval" and chosen.adapter.kind == name and chosen.data.validation_fraction == 0.2
-    summary = compare_from_tune(tmp_path / "tune", tmp_path / "compare", seeds=[0, 1], n_boot=50)
+    summary = compare_from_tune(tmp_path / "tune", tmp_path / "compare", seeds=[0, 1], n_boot=50,
+                                overrides=["eval.batch_size=32"])  # --set: on top of every kind's choice
     assert summary["scored_split"] == "eval" and [r["kind"] for r in summary["kinds"]] == ["hyper_lora", "shared_lora"]
     hyper = out["kinds"]["hyper_lora"]["chosen"]["setting"]
     saved = load_config(str(tmp_path / "compare" / "hyper_lora" / "seed1" / "config.yaml"))
     assert saved.train.lr == pytest.approx(hyper["train.lr"], rel=1e-3) and saved.train.seed == 1
+    assert saved.eval.batch_size == 32
     scored = set(pd.read_parquet(tmp_path / "compare" / "shared_lora" / "seed0" / "predictions.parquet")["item_id"])
     assert scored == eval_items
     assert set(summary["bootstrap"]["metrics"]["macro_f1"]) == {"hyper_lora", "shared_lora"}
