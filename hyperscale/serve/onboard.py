@@ -132,7 +132,9 @@ def fit_new_rows(run: LoadedRun, params: list[nn.Parameter], frame: pd.DataFrame
 
 def _scores(run: LoadedRun, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
     rows = run.encode(frame)
-    preds = run.probabilities(rows).argmax(1)
+    from hyperscale.eval.decision import decide
+
+    preds = decide(run.probabilities(rows), run.decision_offsets)  # the run's decision rule (eval.decision)
     n_classes = len(run.labels)
     per = {str(a): macro_f1_present(rows.labels[rows.annotators == a], preds[rows.annotators == a], n_classes)
            for a in np.unique(rows.annotators)}
@@ -151,8 +153,8 @@ def onboard(run: LoadedRun, frame: pd.DataFrame, k: int, steps: int = 100, lr: f
     """Onboard every id of `field` in `frame` unknown to `run`; see the module docstring. Mutates run.model/vocab.
 
     `score(run, rows) -> (summary dict, {annotator: value})` replaces the classification scoring
-    (per-annotator macro-F1 of the argmax class) for runs judged otherwise, e.g. by the exact match of
-    generated completions; the result then carries `score_fallback` / `score_onboarded` (the mean of
+    (per-annotator macro-F1 of the run's decided class, eval.decision) for runs judged otherwise, e.g. by
+    the exact match of generated completions; the result then carries `score_fallback` / `score_onboarded` (the mean of
     its per-annotator values) and no `macro_f1_*` keys."""
     if k < 1:
         raise ConfigError("--k", f"is {k}: onboarding needs at least one label per new {field}.", "use --k 1 or more.")
