@@ -59,10 +59,10 @@ class Evaluator:
                  decision_rows: EncodedRows | None = None):
         self.rows, self.labels, self.cfg = rows, labels, cfg
         self.decision_rows = decision_rows  # eval.decision=validation: the validation rows the offsets come from
-        self.last_pred: np.ndarray | None = None
         self.train_majority, self.train_prior = train_majority, train_prior
         self.pad_id, self.device, self.rank, self.world_size = pad_id, device, rank, world_size
         self.last_probs: np.ndarray | None = None  # (n_rows, C) of the latest evaluate(): predictions.parquet
+        self.last_pred: np.ndarray | None = None  # (n_rows,) its decided classes (eval.decision)
 
     def due(self, step: int) -> bool:
         """An evaluation during training (the final one always runs)."""
@@ -118,14 +118,13 @@ class Evaluator:
             # `offsets` (fitted on every validation row) only label new rows (`hyperscale predict`)
             return preds, {"rule": "validation", "fitted_on": "the other half of the scored validation items "
                            "(2-fold cross-fit by item)", "offsets_per_half": [f.tolist() for f in fitted],
-                           "offsets": fit_offsets(rows.labels, probs, rows.annotators, m).tolist(),
-                           "labels": list(self.labels)}
+                           "offsets": fit_offsets(rows.labels, probs, rows.annotators, m).tolist()}
         v = self.decision_rows
         v_probs = predict_probs(model, v, self.cfg.eval.batch_size, self.pad_id, self.device, self.rank,
                                 self.world_size)
         offsets = fit_offsets(v.labels, v_probs, v.annotators, m)
         return decide(probs, offsets), {"rule": "validation", "fitted_on": f"validation split ({len(v)} rows)",
-                                        "offsets": offsets.tolist(), "labels": list(self.labels)}
+                                        "offsets": offsets.tolist()}
 
     def predictions(self):
         """predictions.parquet's table for the latest evaluate() (eval/report.py)."""

@@ -272,8 +272,7 @@ def run_tune(config_path: str, kinds: str, run_dir: str | Path, overrides: list[
                                      "macro_f1": m.get("macro_f1", float("nan")),
                                      "micro_f1": m.get("micro_f1", float("nan")),
                                      "soft_ce": m.get("soft_ce", float("nan")), "wall_s": m.get("wall_s"),
-                                     **({"per_seed_macro_f1": m["per_seed_macro_f1"]} if "per_seed_macro_f1" in m
-                                        else {}),
+                                     "per_seed_macro_f1": m.get("per_seed_macro_f1"),  # --trial-seeds only
                                      "failed": int(m.get("failed", 1) if r.error is None else 1)}
             if r.error is None and m.get("final") == 0:  # ASHA stopped it after this mid-run evaluation
                 done[spec["run_dir"]]["stopped_at_step"] = int(m["step"])

@@ -38,6 +38,7 @@ from hyperscale.data.config import DataConfig
 from hyperscale.data.rows import read_files
 from hyperscale.data.vocab import CONDITION_FIELDS
 from hyperscale.errors import ConfigError, DataError
+from hyperscale.eval.decision import decide
 from hyperscale.eval.metrics import macro_f1_present, perspectivist_metrics
 from hyperscale.serve.run import LoadedRun
 
@@ -132,8 +133,6 @@ def fit_new_rows(run: LoadedRun, params: list[nn.Parameter], frame: pd.DataFrame
 
 def _scores(run: LoadedRun, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
     rows = run.encode(frame)
-    from hyperscale.eval.decision import decide
-
     preds = decide(run.probabilities(rows), run.decision_offsets)  # the run's decision rule (eval.decision)
     n_classes = len(run.labels)
     per = {str(a): macro_f1_present(rows.labels[rows.annotators == a], preds[rows.annotators == a], n_classes)
