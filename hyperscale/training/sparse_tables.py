@@ -25,9 +25,9 @@ The entries updated are those of the rows the batches read whose gradient is not
 the same set the dense-gradient scan finds (optim.py), so the two paths train the same numbers
 (ZeRO 0-2 here, ZeRO-3 there); entries of unread rows do not move. An unknown id (-1, condition
 dropout) reads the mean row, whose gradient reaches every row: then that table's gradient is
-materialised densely for the step (O(table), only with condition dropout). The optimizer state (moments and per-entry step counts) rides
-in the client optimizer's state_dict (optim.LazyTableAdamW.row_tables), which DeepSpeed
-saves and restores. ZeRO-3 partitions every parameter, tables included, so it keeps the
+materialised densely for the step (O(table), only with condition dropout). The optimizer state
+(moments and per-entry step counts) rides in the client optimizer's state_dict
+(optim.LazyTableAdamW.row_tables), which DeepSpeed saves and restores. ZeRO-3 partitions every parameter, tables included, so it keeps the
 dense-gradient lazy path.
 """
 
