@@ -27,8 +27,8 @@ the same set the dense-gradient scan finds (optim.py), so the two paths train th
 dropout) reads the mean row, whose gradient reaches every row: then that table's gradient is
 materialised densely for the step (O(table), only with condition dropout). The optimizer state
 (moments and per-entry step counts) rides in the client optimizer's state_dict
-(optim.LazyTableAdamW.row_tables), which DeepSpeed saves and restores. ZeRO-3 partitions every parameter, tables included, so it keeps the
-dense-gradient lazy path.
+(optim.LazyTableAdamW.row_tables), which DeepSpeed saves and restores. ZeRO-3 partitions every
+parameter, tables included, so it keeps the dense-gradient lazy path.
 """
 
 from __future__ import annotations
