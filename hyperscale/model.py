@@ -55,9 +55,9 @@ class PerspectivistModel(nn.Module):
                            use_cache=False).last_hidden_state  # (B, T, H)
         pooled = pool(hidden, batch["attention_mask"], self.pooling)  # (B, H)
         logits = self.head(pooled, batch).float()  # (B, C)
-        bias = self.logit_bias(batch)
-        if bias is not None:
-            logits = logits + bias.float()
+        for extra in (self.logit_bias(batch), self.branch_logits(batch, pooled)):
+            if extra is not None:
+                logits = logits + extra.float()
         out = {"logits": logits}
         if "labels" in batch:
             out["loss"] = self.head.loss(pooled, logits, batch["labels"])
@@ -68,6 +68,12 @@ class PerspectivistModel(nn.Module):
         adapter.hypernet.condition_bias: adapters/condition_bias.py), or None."""
         fn = getattr(self.lora, "logit_bias_for", None)
         return fn(batch) if fn is not None else None
+
+    def branch_logits(self, batch: dict, pooled: torch.Tensor) -> torch.Tensor | None:
+        """(B, C) the logits of hyper_lora's conditioned classifier branch (adapter.hypernet.condition_head:
+        adapters/condition_bias.py), or None."""
+        fn = getattr(self.lora, "branch_logits_for", None)
+        return fn(batch, pooled) if fn is not None else None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

@@ -50,16 +50,18 @@ class HyperLoRA(nn.Module):
       shared LoRA; without it they get the unknown id -1 (each table's mean row).
     - `logit_bias` (condition_bias): a per-condition class-logit bias read from the condition
       embedding (adapters/condition_bias.py); `logit_bias_for(batch)` gives it per row.
+    - `branch` (condition_head): a conditioned dense-GELU classifier branch over the pooled vector
+      and the condition embedding (adapters/condition_bias.py); `branch_logits_for(batch, pooled)`.
     - `head_lr_scale`: the learning-rate multiplier of the hypernetwork's A/B heads (`lr_scales`).
     """
 
     def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool,
                  shared: SharedLoRA | None = None, condition_dropout: float = 0.0,
-                 logit_bias: nn.Module | None = None, head_lr_scale: float = 1.0):
+                 logit_bias: nn.Module | None = None, head_lr_scale: float = 1.0, branch: nn.Module | None = None):
         super().__init__()
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
         self.shared, self.condition_dropout = shared, condition_dropout
-        self.logit_bias, self.head_lr_scale = logit_bias, head_lr_scale
+        self.logit_bias, self.head_lr_scale, self.branch = logit_bias, head_lr_scale, branch
 
     @property
     def out_rank(self) -> int:
@@ -108,8 +110,18 @@ class HyperLoRA(nn.Module):
         """(B, C) each row's condition logit bias (from its categorical conditions), or None when off."""
         if self.logit_bias is None:
             return None
+        return self.logit_bias(self._row_embedding(batch))
+
+    def branch_logits_for(self, batch: dict, pooled: torch.Tensor) -> torch.Tensor | None:
+        """(B, C) the conditioned branch's logits for each row (condition_head), or None when off."""
+        if self.branch is None:
+            return None
+        return self.branch(pooled, self._row_embedding(batch))
+
+    def _row_embedding(self, batch: dict) -> torch.Tensor:
+        """(B, F * condition_dim) each row's categorical condition embedding (-1: the tables' mean rows)."""
         ids = torch.stack([batch[f"cond_{f}"] for f in self.fields], dim=1)  # (B, F)
-        return self.logit_bias(self.hypernet.embed_categorical(ids))
+        return self.hypernet.embed_categorical(ids)
 
     def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
         """Parameters trained at lr * a scale other than 1 (model.param_groups)."""

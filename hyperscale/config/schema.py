@@ -137,6 +137,15 @@ class HypernetConfig:
     the categorical condition embeddings (W zero-initialised; cond_width x C shared parameters,
     none per annotator). Annotators differ most in base rate, which a low-rank update of a few
     attention projections learns poorly. model.task=classification only."""
+    condition_head: int | None = None
+    """Width of a conditioned classifier branch, AART's route inside hyper_lora: logits +=
+    out(gelu(D pooled + E e(c) + b)), with e(c) the hypernetwork's own categorical condition
+    embedding and E zero-initialised (the first forward is perspective-blind). It lets a
+    condition switch features of the pooled vector on and off, which a linear head over a
+    low-rank-adapted encoder cannot; it adds (hidden + cond_width + C) x width shared parameters
+    and none per annotator. Unset: off (the default). Measured on the real sets' validation
+    splits, it did not help (docs/results.md). model.task=classification only; a run with it
+    is not exportable as plain PEFT adapters."""
     head_lr_scale: float = 1.0
     """Learning-rate multiplier of the hypernetwork's A/B output heads (the rest of the trunk
     trains at train.lr, the annotator table at train.lr * train.annotator_lr_scale)."""
@@ -148,6 +157,8 @@ class HypernetConfig:
     def __post_init__(self):
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ConfigError("adapter.hypernet.condition_dropout", f"{self.condition_dropout} is outside [0, 1).")
+        if self.condition_head is not None and self.condition_head < 1:
+            raise ConfigError("adapter.hypernet.condition_head", f"{self.condition_head} must be >= 1 or unset.")
         if self.head_rank is not None and self.head_rank < 1:
             raise ConfigError("adapter.hypernet.head_rank", f"{self.head_rank} must be >= 1 or unset.")
         if not self.head_lr_scale > 0:

@@ -33,7 +33,8 @@ and holds the run's condition vocabulary once. What each task exports:
 Kinds: hyper_lora, shared_lora and per_annotator_lora export exactly;
 multi_head exports its shared LoRA with each annotator's own head; annotator_embedding
 is refused (its head is dense -> GELU -> linear over pooled + annotator embedding:
-no peft module or sequence-classification head computes that), and so is any run
+no peft module or sequence-classification head computes that), as is hyper_lora with
+adapter.hypernet.condition_head (the same kind of branch), and so is any run
 conditioned on the instance (Hyperdecoders: the adapter differs per input, there is
 no fixed adapter to write). An annotator the run never saw gets the kind's
 documented fallback adapter, flagged `"fallback"` in hyperscale.json.
@@ -86,6 +87,11 @@ def refusal(cfg) -> str | None:
         return ("annotator_embedding's perspective lives in its head (dense -> GELU -> linear over the pooled vector "
                 "plus a learned annotator embedding), which neither a LoRA nor a sequence-classification head can "
                 "express. Serve it with `hyperscale predict`, or train adapter.kind=hyper_lora / per_annotator_lora.")
+    if kind == "hyper_lora" and cfg.adapter.hypernet.condition_head is not None:
+        return ("adapter.hypernet.condition_head adds a conditioned dense -> GELU -> linear branch to the classifier "
+                "(over the pooled vector and the condition embedding), which neither a LoRA nor a "
+                "sequence-classification head can express. Serve it with `hyperscale predict`, or train without "
+                "condition_head.")
     if kind not in ("hyper_lora", "shared_lora", "per_annotator_lora", "multi_head"):
         return (f"adapter.kind={kind} has no export rule; exportable: hyper_lora, shared_lora, per_annotator_lora, "
                 f"multi_head.")

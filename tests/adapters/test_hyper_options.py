@@ -1,5 +1,5 @@
 """hyper_lora's options (adapter.hypernet.shared_base, condition_dropout, head_rank, condition_bias,
-head_lr_scale): shapes, a first forward equal to the frozen model, and gradients reaching what they should."""
+condition_head, head_lr_scale): shapes, a first forward equal to the frozen model, and gradients reaching what they should."""
 
 import pytest
 import torch
@@ -81,6 +81,56 @@ def test_condition_bias_shifts_each_annotators_logits_and_trains_from_zero():
     assert gap[same].max() < 1e-6 and gap[~same].min() > 1e-4
     # it adds no parameter per annotator
     assert model.params_per_annotator() == plain.params_per_annotator()
+
+
+def test_condition_head_is_a_conditioned_gelu_branch_that_starts_perspective_blind():
+    import torch.nn.functional as F
+
+    model = seeded_model(tiny_config("adapter.hypernet.condition_head=8"))
+    branch = model.lora.branch
+    batch = make_batch(n=16)
+    ids = batch["cond_annotator"]
+    out = model(batch)
+    # E = 0: every row's branch output is the perspective-blind out(gelu(D pooled + b))
+    pooled = torch.randn(16, branch.dense.in_features)
+    blind = branch.out(F.gelu(branch.dense(pooled)))
+    torch.testing.assert_close(model.branch_logits(batch, pooled), blind)
+    out["loss"].backward()
+    assert branch.cond.weight.grad.abs().sum() > 0  # the zero init gets a gradient (its input, the table, is not 0)
+    table = model.lora.hypernet.tables["annotator"].weight
+    model.zero_grad()
+    with torch.no_grad():
+        branch.cond.weight.normal_(0, 0.5)
+    logits = model.branch_logits(batch, pooled)
+    e = table[ids]  # (B, condition_dim): the hypernetwork's own embedding, no table of its own
+    torch.testing.assert_close(logits, branch.out(F.gelu(branch.dense(pooled) + e @ branch.cond.weight.t())))
+    # the branch's logits are added to the head's: removing it recovers head + nothing else
+    with torch.no_grad():
+        full = model(batch)["logits"]
+        model.lora.branch = None
+        bare = model(batch)["logits"]
+        model.lora.branch = branch
+    assert (full - bare).abs().max() > 1e-4
+    # the branch alone (pooled given, no LoRA involved) carries a gradient into the annotator table
+    logits.sum().backward()
+    assert table.grad[ids].abs().sum() > 0
+    # no parameter per annotator; its shared size is (hidden + cond_width + C) x width + width + C
+    plain = seeded_model(tiny_config())
+    assert model.params_per_annotator() == plain.params_per_annotator()
+    H, w, C = branch.dense.in_features, 8, branch.out.out_features
+    assert model.n_trainable() - plain.n_trainable() == (H + 64 + C) * w + w + C
+
+
+def test_condition_head_refuses_what_it_cannot_do():
+    from hyperscale.errors import ConfigError
+    from hyperscale.serve.export import refusal
+
+    with pytest.raises(ConfigError, match="condition_head"):
+        tiny_config("adapter.hypernet.condition_head=0")
+    with pytest.raises(ConfigError, match="condition_head"):
+        tiny_config("adapter.hypernet.condition_head=8", "model.task=causal_lm", "model.verbalizers=[bad,good]")
+    assert "condition_head" in refusal(tiny_config("adapter.hypernet.condition_head=8"))
+    assert refusal(tiny_config()) is None
 
 
 def test_head_lr_scale_puts_the_ab_heads_in_their_own_group():

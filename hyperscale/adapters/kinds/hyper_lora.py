@@ -18,18 +18,25 @@ class HyperLoRAKind(AdapterKind):
 
     def validate(self, cfg) -> None:
         super().validate(cfg)
-        if cfg.adapter.hypernet.condition_bias:
+        h = cfg.adapter.hypernet
+        for key, on, off in (("condition_bias", h.condition_bias, "condition_bias=false"),
+                             ("condition_head", h.condition_head is not None, "leave condition_head unset")):
+            if not on:
+                continue
             if cfg.model.task != "classification":
-                raise ConfigError("adapter.hypernet.condition_bias", f"biases a trained classifier's logits; "
+                raise ConfigError(f"adapter.hypernet.{key}", f"conditions a trained classifier's logits; "
                                   f"model.task={cfg.model.task} reads the frozen LM head.",
-                                  "set model.task=classification or condition_bias=false.")
+                                  f"set model.task=classification or {off}.")
             if not any(c in CATEGORICAL for c in cfg.adapter.conditions):
-                raise ConfigError("adapter.hypernet.condition_bias", "reads categorical condition embeddings; "
+                raise ConfigError(f"adapter.hypernet.{key}", "reads categorical condition embeddings; "
                                   f"adapter.conditions={cfg.adapter.conditions} has none.",
-                                  f"add one of {list(CATEGORICAL)} to adapter.conditions or set condition_bias=false.")
+                                  f"add one of {list(CATEGORICAL)} to adapter.conditions or {off}.")
 
     def build_lora(self, cfg, specs, condition_sizes, backbone, n_classes):
-        from hyperscale.adapters.condition_bias import ConditionLogitBias
+        from hyperscale.adapters.condition_bias import (
+            ConditionedBranch,
+            ConditionLogitBias,
+        )
         from hyperscale.adapters.hypernet import HyperNetwork
         from hyperscale.adapters.lora import HyperLoRA, SharedLoRA
 
@@ -39,8 +46,11 @@ class HyperLoRAKind(AdapterKind):
         hypernet = HyperNetwork(h, specs, a.rank, {f: condition_sizes[f] for f in fields},
                                 instance_in=backbone.hidden_size if uses_instance else None)
         shared = SharedLoRA(specs, a.rank) if h.shared_base else None
-        bias = ConditionLogitBias(len(fields) * h.condition_dim, n_classes) if h.condition_bias else None
-        return HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale)
+        width = len(fields) * h.condition_dim
+        bias = ConditionLogitBias(width, n_classes) if h.condition_bias else None
+        branch = (ConditionedBranch(backbone.hidden_size, width, h.condition_head, n_classes)
+                  if h.condition_head is not None else None)
+        return HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale, branch)
 
 
 KIND = HyperLoRAKind()
