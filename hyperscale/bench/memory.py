@@ -431,8 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     from hyperscale.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    workers = args.workers or cfg.distributed.num_workers
+    # --workers is the plan's world size: distributed.zero_stage=auto resolves for it
+    cfg = load_config(args.config, [*args.overrides, *([f"distributed.num_workers={args.workers}"] if args.workers
+                                                        else [])])
+    workers = cfg.distributed.num_workers
     batch, seq_len = args.batch or cfg.train.micro_batch_size, args.seq_len or cfg.model.max_length
     shape = shape_for(cfg, args.model_config)
     measured = None

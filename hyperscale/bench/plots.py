@@ -74,7 +74,8 @@ def _sweep_plot(points: list[dict], key: str, report: dict, path: Path) -> Path:
     if key in LOG_X:
         ax.set_xscale("log")
     ax.set_xlabel({"perspectives": "perspectives in the vocabulary", "conditions": "distinct conditions per batch",
-                   "seq_len": "tokens per row", "batch": "rows per step", "rank": "LoRA rank"}.get(key, key))
+                   "seq_len": "tokens per row", "batch": "rows per step", "rank": "LoRA rank",
+                   "zero_stage": "DeepSpeed ZeRO stage"}.get(key, key))
     ax.set_ylabel("ms per optimizer step (median, min-max)")
     ax.set_ylim(bottom=0)
     ax.set_title(f"step time vs {key}\n{_env_line(report)}", fontsize=9)

@@ -38,13 +38,14 @@ from pathlib import Path
 
 from hyperscale.errors import ConfigError
 
-SWEEP_KEYS = ("perspectives", "conditions", "seq_len", "batch", "rank", "workers")
+SWEEP_KEYS = ("perspectives", "conditions", "seq_len", "batch", "rank", "zero_stage", "workers")
 SWEEP_VARIANTS = {
     "perspectives": ("hyper_lora", "per_annotator_lora"),
     "conditions": ("hyper_lora", "shared_lora", "per_annotator_lora", "seed_loop"),
     "seq_len": ("hyper_lora", "shared_lora", "peft_lora", "frozen_base"),
     "batch": ("hyper_lora", "shared_lora", "peft_lora", "frozen_base"),
     "rank": ("hyper_lora", "shared_lora", "peft_lora", "frozen_base"),
+    "zero_stage": ("hyper_lora", "shared_lora", "peft_lora"),  # peft's loop has no stage: the reference
 }
 QUICK_SWEEPS = {"perspectives": [16, 1000, 100_000], "conditions": [1, 4, 16]}
 FULL_SWEEPS = {"perspectives": [16, 1000, 10_000, 100_000, 1_000_000], "conditions": [1, 2, 4, 8, 16],
@@ -60,9 +61,11 @@ class Setting:
     seq_len: int  # tokens per row
     batch: int  # rows per micro-batch (= per optimizer step)
     rank: int
+    zero_stage: int | None = None  # DeepSpeed ZeRO stage of hyperscale's variants (None: the config's)
 
     def label(self) -> str:
-        return f"P={self.perspectives} k={self.conditions} T={self.seq_len} B={self.batch} r={self.rank}"
+        stage = "" if self.zero_stage is None else f" z={self.zero_stage}"
+        return f"P={self.perspectives} k={self.conditions} T={self.seq_len} B={self.batch} r={self.rank}{stage}"
 
 
 @dataclass
@@ -151,7 +154,10 @@ def parse_sweeps(items: list[str]) -> dict[str, list[int]]:
             sweeps[key] = [int(float(v)) for v in values.split(",")]
         except ValueError as e:
             raise ConfigError("--sweep", f"{item!r}: values must be integers.", "e.g. perspectives=16,1000") from e
-        if any(v < 1 for v in sweeps[key]):
+        if key == "zero_stage":
+            if any(v not in (0, 1, 2, 3) for v in sweeps[key]):
+                raise ConfigError("--sweep", f"{item!r}: ZeRO stages are 0, 1, 2 and 3.", "e.g. zero_stage=0,2")
+        elif any(v < 1 for v in sweeps[key]):
             raise ConfigError("--sweep", f"{item!r}: values must be >= 1.")
     return sweeps
 
@@ -213,7 +219,7 @@ def _last(p: Point) -> str:
 def _short(p: Point) -> str:
     s = p.setting
     return {"perspectives": f"P{s.perspectives}", "conditions": f"k{s.conditions}", "seq_len": f"T{s.seq_len}",
-            "batch": f"B{s.batch}", "rank": f"r{s.rank}"}.get(p.group, "base")
+            "batch": f"B{s.batch}", "rank": f"r{s.rank}", "zero_stage": f"z{s.zero_stage}"}.get(p.group, "base")
 
 
 def paired_ratio(a: Point, b: Point) -> dict | None:
@@ -239,7 +245,7 @@ class RunnerCache:
 
     @staticmethod
     def key(p: Point) -> tuple:
-        return p.variant, p.setting.perspectives, p.setting.rank
+        return p.variant, p.setting.perspectives, p.setting.rank, p.setting.zero_stage
 
     def get(self, p: Point, first_batch: dict):
         from hyperscale.bench.variants import build_runner
@@ -255,7 +261,7 @@ class RunnerCache:
             t0 = time.perf_counter()
             try:
                 runner = build_runner(p.variant, self.cfg, self.backbone, p.setting.perspectives, p.setting.rank,
-                                      self.labels, self.device, self.clock)
+                                      self.labels, self.device, self.clock, p.setting.zero_stage)
             except ConfigError as e:
                 self.errors[k] = str(e)
                 self.log(f"  {p.variant} at P={p.setting.perspectives} r={p.setting.rank}: skipped ({e})")

@@ -165,17 +165,19 @@ class Runner:
                 "step": t3 - t0, "loss": float(loss.detach())}
 
 
-def variant_config(cfg, variant: str, rank: int):
-    """The run config of a hyperscale variant: its adapter kind at `rank`, one micro-batch a step."""
+def variant_config(cfg, variant: str, rank: int, zero_stage: int | None = None):
+    """The run config of a hyperscale variant: its adapter kind at `rank`, one micro-batch a step
+    (`zero_stage`: the DeepSpeed stage, None keeps the config's)."""
     from hyperscale.config import build_config
     from hyperscale.config.parse import to_dict
 
+    stage = [] if zero_stage is None else [f"distributed.zero_stage={zero_stage}"]
     return build_config(to_dict(cfg), [f"adapter.kind={KINDS[variant]}", f"adapter.rank={rank}",
-                                       "train.grad_accum_steps=1", "train.warmup_steps=0"])
+                                       "train.grad_accum_steps=1", "train.warmup_steps=0", *stage])
 
 
 def build_runner(variant: str, cfg, master_backbone, perspectives: int, rank: int, labels: list[str],
-                 device: torch.device, clock: str = "wall") -> Runner:
+                 device: torch.device, clock: str = "wall", zero_stage: int | None = None) -> Runner:
     """Build `variant` at `perspectives` annotators and `rank` on a copy of `master_backbone`.
 
     Raises ConfigError when the variant refuses the size (per_annotator_lora's bound).
@@ -189,7 +191,7 @@ def build_runner(variant: str, cfg, master_backbone, perspectives: int, rank: in
     torch.manual_seed(0)
     if variant == "peft_lora":
         return _build_peft(cfg, backbone, rank, labels, sizes, device, clock)
-    vcfg = variant_config(cfg, variant, rank)
+    vcfg = variant_config(cfg, variant, rank, zero_stage)
     model = build_model(vcfg, sizes, labels, backbone, device=device)
     if variant == "frozen_base":
         model.lora = NoAdapters()

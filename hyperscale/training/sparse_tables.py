@@ -14,8 +14,8 @@ step at 1,000,000 perspectives cost 39.6x the step at 16 (issue 12). Here:
   step      at the accumulation boundary, before DeepSpeed's step: the (ids, rows) of every
             micro-batch and rank are gathered and summed per id, then divided by the world
             size (DeepSpeed averages gradients the same way);
-            clipping: the rows join DeepSpeed's global norm (stage 0: its clip_grad_norm_ sees
-            them; stages 1-2: its norm gets their sum of squares added) and are scaled by the
+            clipping: the rows join the global norm (stage 0: engine.lean_stage0's clip sees
+            them; stages 1-2: DeepSpeed's norm gets their sum of squares added) and are scaled by the
             same coefficient; a non-finite row marks the step as overflow (skipped everywhere);
             after DeepSpeed's step, if it was applied, the rows go through the same row-wise
             lazy AdamW as train.table_optimizer=lazy (training/optim.py::adamw_entries) at the
@@ -131,6 +131,16 @@ class RowGradTables:
         self.state = [{k: (v.to(t.device) if torch.is_tensor(v) and k != "step" else v) for k, v in s.items()}
                       for t, s in zip(self.tables, saved["state"])]
 
+    def clip_holders(self) -> list[torch.Tensor]:
+        """Tensors whose .grad is this step's gathered rows: a clip over them reads and scales the rows."""
+        holders = []
+        for _, rows in self.rows:
+            if rows.numel():
+                h = torch.empty_like(rows)
+                h.grad = rows
+                holders.append(h)
+        return holders
+
     # -- the engine -----------------------------------------------------------------------
 
     def install(self, engine, scheduler, zero_stage: int, world_size: int) -> None:
@@ -172,9 +182,7 @@ class RowGradTables:
                     t.requires_grad_(f)
 
         engine.allreduce_gradients = types.MethodType(allreduce_gradients, engine)
-        if zero_stage == 0:
-            engine.clip_fp32_gradients = types.MethodType(_clip_stage0(tables), engine)
-        else:
+        if zero_stage > 0:  # stage 0 clips the rows with the trainable parameters (engine.lean_stage0)
             zero = engine.optimizer
             ds_norm, ds_unscale = zero.scaled_global_norm, zero.unscale_and_clip_grads
 
@@ -194,22 +202,6 @@ class RowGradTables:
 
             zero.scaled_global_norm = types.MethodType(scaled_global_norm, zero)
             zero.unscale_and_clip_grads = types.MethodType(unscale_and_clip_grads, zero)
-
-
-def _clip_stage0(tables: RowGradTables):
-    from deepspeed.runtime.utils import clip_grad_norm_
-
-    def clip_fp32_gradients(self):
-        holders = []
-        for _, rows in tables.rows:
-            if rows.numel():
-                h = torch.empty_like(rows)  # a tensor whose .grad is the rows: clip_grad_norm_ reads and scales it
-                h.grad = rows
-                holders.append(h)
-        clip_grad_norm_(parameters=list(self.module.parameters()) + holders, max_norm=self.gradient_clipping(),
-                        mpu=self.mpu)
-
-    return clip_fp32_gradients
 
 
 def _client_optimizer(engine, zero_stage: int):

@@ -28,19 +28,19 @@ def test_parameter_count_and_unquantized_weights():
 def test_trainables_by_zero_stage():
     # shared_lora r=2 on q (8->8) and v (8->4) of both blocks: 2 * (2*(8+8) + 2*(8+4)) = 112, head (8+1)*2 = 18.
     t = 130
-    z2 = _plan()
+    z2 = _plan("distributed.zero_stage=2")
     assert z2["trainable_params"]["total"] == t
     b = z2["bytes"]
     assert (b["trainable"], b["master"], b["gradients"], b["optimizer"]) == (4 * t, 4 * t / 4, 4 * t / 4, 8 * t / 4)
     assert b["grad_buckets"] == 4 * t  # CPU: only the written part of DeepSpeed's bucket is resident
-    assert _plan(device="gpu")["bytes"]["grad_buckets"] == 4 * memory.DS_REDUCE_BUCKET  # GPU: allocated whole
+    assert _plan("distributed.zero_stage=2", device="gpu")["bytes"]["grad_buckets"] == 4 * memory.DS_REDUCE_BUCKET  # GPU: allocated whole
     b0 = _plan("distributed.zero_stage=0")["bytes"]
     assert (b0["master"], b0["gradients"], b0["optimizer"], b0["grad_buckets"]) == (0, 4 * t, 8 * t, 0)
     b3 = _plan("distributed.zero_stage=3")["bytes"]
     block = 576 * 4 + 2 * 8 * 4
     assert b3["weights"] == (2 * block + 10 * 8 * 4 + 8 * 4) / 4 + 2 * block
     assert b3["trainable"] == 4 * t / 4
-    off = _plan("distributed.offload_optimizer=true")
+    off = _plan("distributed.offload_optimizer=true")  # zero_stage=auto: 2 with offload
     assert off["bytes"]["optimizer"] == 0 and off["host_bytes"]["offloaded_optimizer"] == 12 * t / 4
 
 

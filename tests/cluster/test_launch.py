@@ -45,6 +45,15 @@ def test_zero3_with_4bit_backbone_or_causal_lm_is_rejected_with_the_fix():
     tiny_config("distributed.zero_stage=3", "model.quantization=none")  # unquantized classification is fine
 
 
+def test_zero_stage_auto_is_0_for_one_worker_and_2_otherwise_or_the_presets():
+    assert tiny_config().distributed.zero_stage == 0  # one worker: ZeRO would partition nothing
+    assert tiny_config("distributed.num_workers=2").distributed.zero_stage == 2
+    assert tiny_config("distributed.offload_optimizer=true").distributed.zero_stage == 2  # offload needs ZeRO
+    assert tiny_config("distributed.zero_stage=2").distributed.zero_stage == 2  # an explicit stage is kept
+    zero3 = tiny_config(f"distributed.deepspeed_config={ROOT / 'configs/deepspeed/zero3.json'}", "model.quantization=none")
+    assert zero3.distributed.zero_stage == 3
+
+
 def test_preset_must_agree_with_zero_stage_and_offload():
     with pytest.raises(ConfigError, match="distributed.zero_stage=3"):
         tiny_config(f"distributed.deepspeed_config={ROOT / 'configs/deepspeed/zero3.json'}", "distributed.zero_stage=2")
