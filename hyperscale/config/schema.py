@@ -362,9 +362,10 @@ class DistributedConfig:
     """DeepSpeed ZeRO stage: 1 shards the optimizer state over the workers, 2 also the gradients,
     3 also the parameters; 0 shards nothing (each worker keeps everything, gradients are
     all-reduced). `auto` (the default): a preset's stage when distributed.deepspeed_config is set;
-    else 0 for one worker without optimizer offload (ZeRO has nothing to partition there, and its
-    bookkeeping cost 7% of a tiny model's step: `hyperscale bench train`), 2 otherwise. It is
-    resolved when the config is read; config.yaml records the stage it resolved to."""
+    else 0 for one worker without optimizer offload (ZeRO has nothing to partition there; on the
+    tiny Llama a ZeRO-2 step took 1.13x the lean stage-0 engine's, `hyperscale bench train --sweep
+    zero_stage=0,2`), 2 otherwise. It is resolved when the config is read; config.yaml records the
+    stage it resolved to."""
     offload_optimizer: bool = False
     """Keep the optimizer state in CPU memory (DeepSpeedCPUAdam)."""
     max_failures: int = 0
