@@ -1,9 +1,10 @@
 """docs/results.md's tables from a measurement chain's outputs, and the copies under docs/ (issue 11).
 
-Usage: python scripts/experiments/tables.py RUNS DATASET [DATASET ...]
+Usage: python scripts/experiments/tables.py RUNS DATASET[:NAME] [DATASET[:NAME] ...]
 Reads RUNS/DATASET/{tune/tune.json, compare/compare.json, compare/compare.md, options/options.{json,md}} and
-RUNS/DATASET.walls; copies the JSON to docs/results/DATASET.{tune,compare,options}.json and the plots to
-docs/img/comparison/; prints the markdown tables.
+RUNS/DATASET.walls; copies the JSON to docs/results/NAME.{tune,compare,options}.json and the plots to
+docs/img/comparison/ (NAME: DATASET unless given, e.g. pipa:pipa640 for a second measurement of pipa);
+prints the markdown tables.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def tune_table(t: dict) -> str:
 def main() -> None:
     runs, datasets = Path(sys.argv[1]), sys.argv[2:]
     docs, img = Path("docs/results"), Path("docs/img/comparison")
-    for d in datasets:
-        base = runs / d
+    for arg in datasets:
+        src, _, d = arg.partition(":")
+        d = d or src
+        base = runs / src
         print(f"### {d}\n")
-        walls = (runs / f"{d}.walls").read_text() if (runs / f"{d}.walls").exists() else ""
+        walls = (runs / f"{src}.walls").read_text() if (runs / f"{src}.walls").exists() else ""
         if (base / "options" / "options.json").exists():
             o = json.loads((base / "options" / "options.json").read_text())
             shutil.copy(base / "options" / "options.json", docs / f"{d}.options.json")
