@@ -61,7 +61,8 @@ def test_truncated_file_makes_a_checkpoint_incomplete(full_run, tmp_path):
     for name in ("checkpoint_000004", "checkpoint_000006"):
         shutil.copytree(full_dir / name, tmp_path / name)
     assert checkpoint.missing_files(tmp_path / "checkpoint_000006") == []
-    optim = next((tmp_path / "checkpoint_000006" / "engine").rglob("*optim_states.pt"))
+    # ZeRO 1-2 write *optim_states.pt; stage 0 (one worker's default) keeps the optimizer in *model_states.pt
+    optim = sorted((tmp_path / "checkpoint_000006" / "engine").rglob("*_states.pt"))[-1]
     optim.write_bytes(optim.read_bytes()[:100])  # what a crash mid-copy leaves
     assert checkpoint.missing_files(tmp_path / "checkpoint_000006") == [str(optim.relative_to(tmp_path / "checkpoint_000006"))]
     assert checkpoint.latest_complete(tmp_path).name == "checkpoint_000004"
