@@ -112,7 +112,8 @@ def build_engine(model, cfg: RunConfig, row_gradients: bool | None = None):
     params = model.param_groups(cfg.train.lr, cfg.train.annotator_lr_scale, lazy_tables=mode == "lazy")
     rows = uses_row_gradients(cfg) if row_gradients is None else row_gradients and uses_row_gradients(cfg)
     preset = deepspeed_config(cfg)
-    if any(preset.get(k, {}).get("enabled") for k in ("fp16", "bf16")):
+    mixed = any(preset.get(k, {}).get("enabled") for k in ("fp16", "bf16"))
+    if mixed:
         # DeepSpeed's fp16 / bf16 optimizers clip and skip steps in their own code paths, which the
         # row-gradient hooks (sparse_tables.py) do not reach: keep the tables in its optimizer.
         rows = False
@@ -151,7 +152,7 @@ def build_engine(model, cfg: RunConfig, row_gradients: bool | None = None):
         dist_init_required=False)
     import torch.distributed as dist
 
-    if cfg.distributed.zero_stage == 0 and not any(preset.get(k, {}).get("enabled") for k in ("fp16", "bf16")):
+    if cfg.distributed.zero_stage == 0 and not mixed:
         rows_apart = {id(t) for t in row_tables.tables} if row_tables is not None else set()
         lean_stage0(engine, [p for p in model.trainable_parameters() if id(p) not in rows_apart],
                     dist.get_world_size(), row_tables.clip_holders if row_tables is not None else None)
@@ -195,7 +196,7 @@ def lean_stage0(engine, trainable: list[torch.nn.Parameter], world_size: int, ex
         def backward_epilogue(self, *args, **kwargs):
             if self.is_gradient_accumulation_boundary():
                 for p in trainable:
-                    if p.grad is None and p.requires_grad:
+                    if p.grad is None:
                         p.grad = torch.zeros_like(p)
             return ds_epilogue(*args, **kwargs)
 
