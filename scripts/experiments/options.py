@@ -4,8 +4,12 @@ soft CE and a paired bootstrap over validation items. Nothing here reads the eva
 
 Usage (1 torch thread per run; run one data set per process):
   python scripts/experiments/options.py DATASET --out runs/comparison/DATASET/options [--seeds 0,1] \
-      [--set key=value ...] [--variants name,name]
+      [--base mid|res_h0.1] [--set key=value ...] [--variants name,name]
 Writes OUT/options.json, OUT/options.md and OUT/options.png.
+--base mid (the default): the pilot before the third measurement. --base res_h0.1: the tune config's defaults with
+the residual form and the A/B heads at 0.1x lr, the base of the session-7 pilot (docs/results.md), e.g.
+  python scripts/experiments/options.py pipa --out runs/pilot7/pipa --base res_h0.1 \
+      --variants hyper_lora,+condition_head64,+condition_bias+condition_head64,+condition_dim16,+trunk_dropout0.1
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 # The base: a middle-of-the-space setting (not a tuned one: the pilot must not see the tune's choice either).
 BASE = ["train.lr=0.003", "train.annotator_lr_scale=10", "adapter.hypernet.hidden_dim=64"]
 RES = ["adapter.hypernet.shared_base=true"]
+BASES = {"mid": BASE, "res_h0.1": [*RES, "adapter.hypernet.head_lr_scale=0.1"]}
 BIAS = ["adapter.hypernet.condition_bias=true"]
 VARIANTS = {
     "hyper_lora": [],
@@ -30,7 +35,13 @@ VARIANTS = {
     "+residual+bias+cdrop0.2": RES + BIAS + ["adapter.hypernet.condition_dropout=0.2"],
     "+residual+bias+head_lr0.3": RES + BIAS + ["adapter.hypernet.head_lr_scale=0.3"],
     "+residual+bias+head_rank16": RES + BIAS + ["adapter.hypernet.head_rank=16"],
+    # session 7, on --base res_h0.1
+    "+condition_head64": ["adapter.hypernet.condition_head=64"],
+    "+condition_bias+condition_head64": BIAS + ["adapter.hypernet.condition_head=64"],
+    "+condition_dim16": ["adapter.hypernet.condition_dim=16"],
+    "+trunk_dropout0.1": ["adapter.hypernet.dropout=0.1"],
 }
+DEFAULT_VARIANTS = list(VARIANTS)[:7]  # the pilot before the third measurement
 
 
 def main() -> None:
@@ -39,7 +50,8 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--set", action="append", default=[])
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    p.add_argument("--base", choices=list(BASES), default="mid")
     args = p.parse_args()
     torch.set_num_threads(1)
     from hyperscale.api import train
@@ -53,7 +65,8 @@ def main() -> None:
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.variants.split(",")
-    shared = [*args.set, "eval.split=validation", "logging.wandb.mode=disabled", "adapter.kind=hyper_lora", *BASE]
+    shared = [*args.set, "eval.split=validation", "logging.wandb.mode=disabled", "adapter.kind=hyper_lora",
+              *BASES[args.base]]
     dirs, rows = {}, {}
     for name in names:
         tag = name.replace("+", "_").replace(".", "p").strip("_") or "base"
@@ -72,7 +85,7 @@ def main() -> None:
             dirs.setdefault(name, []).append(run_dir)
             print(name, seed, rows[name][-1], flush=True)
     boot = bootstrap_run_dirs(dirs, 5, n_boot=1000)
-    result = {"dataset": args.dataset, "base_overrides": shared, "seeds": seeds,
+    result = {"dataset": args.dataset, "base": args.base, "base_overrides": shared, "seeds": seeds,
               "variants": {n: VARIANTS[n] for n in names}, "runs": rows, "bootstrap": boot}
     (out / "options.json").write_text(json.dumps(result, indent=1, default=str))
     lines = ["| variant | val macro-F1 | val micro-F1 | val soft CE | trainable params | wall s / run |",
