@@ -14,6 +14,6 @@ t0=$(date +%s)
 .venv/bin/hyperscale tune configs/tune_$d.yaml --kinds $K --trials $N --set model.name_or_path=$R/smollm2-135m-2blocks --set model.num_layers=null --set logging.wandb.mode=disabled "$@" --trial-seeds ${TRIAL_SEEDS:-0,1} --concurrency ${CONCURRENCY:-1} --run-dir $R/$d/tune > $R/$d.tune.log 2>&1
 t1=$(date +%s)
 echo "tune_wall_s $((t1-t0))" > $R/$d.walls
-.venv/bin/hyperscale compare --from-tune $R/$d/tune --seeds 0,1,2 --run-dir $R/$d/compare > $R/$d.compare.log 2>&1
+.venv/bin/hyperscale compare --from-tune $R/$d/tune --seeds ${SEEDS:-0,1,2} --run-dir $R/$d/compare > $R/$d.compare.log 2>&1
 t2=$(date +%s)
 echo "compare_wall_s $((t2-t1))" >> $R/$d.walls
