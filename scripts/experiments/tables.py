@@ -4,7 +4,8 @@ Usage: python scripts/experiments/tables.py RUNS DATASET[:NAME] [DATASET[:NAME] 
 Reads RUNS/DATASET/{tune/tune.json, compare/compare.json, compare/compare.md, options/options.{json,md}} and
 RUNS/DATASET.walls; copies the JSON to docs/results/NAME.{tune,compare,options}.json and the plots to
 docs/img/comparison/ (NAME: DATASET unless given, e.g. pipa:pipa640 for a second measurement of pipa);
-prints the markdown tables.
+prints the markdown tables. Run it from the folder the chain ran in (compare.json names its run directories
+relative to it; the argmax bootstrap reads their predictions).
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ def tune_table(t: dict) -> str:
                                f"concurrency {t['concurrency']})\n")
 
 
+def _verdict_cell(mean: float, std: float, b: dict, best: bool) -> str:
+    value = f"{mean:.3f} ± {std:.3f}"
+    return (f"**{value}**" if best else value) + \
+        f" — {b['verdict']} ({b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}] vs {b['best_other']})"
+
+
+def summary_table(c: dict) -> str:
+    """Mean ± std per kind with its bootstrap verdict against the best other kind (README's compact tables)."""
+    boot, kinds = c["bootstrap"]["metrics"], c["kinds"]
+    best = {"macro_f1": max(kinds, key=lambda k: k["macro_f1"])["kind"],
+            "micro_f1": max(kinds, key=lambda k: k["micro_f1"])["kind"],
+            "soft_ce": min(kinds, key=lambda k: k["soft_ce"])["kind"]}
+    lines = ["| kind | macro-F1 | micro-F1 | soft CE |", "|---|---|---|---|"]
+    for k in kinds:
+        cells = [_verdict_cell(k[m], k.get(f"{m}_std", 0.0), boot[m][k["kind"]], best[m] == k["kind"]) for m in best]
+        lines.append(f"| {k['kind']} | " + " | ".join(cells) + " |")
+    m = c["majority_baseline"]
+    lines.append(f"| majority class | {m['macro_f1']:.3f} | {m['micro_f1']:.3f} | {m['soft_ce']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     runs, datasets = Path(sys.argv[1]), sys.argv[2:]
     docs, img = Path("docs/results"), Path("docs/img/comparison")
@@ -65,6 +87,8 @@ def main() -> None:
                 shutil.copy(png, img / f"{d}_bootstrap.png")
             print(f"#### {d}: eval split, chosen settings retrained over seeds {c['seeds']}\n")
             print((base / "compare" / "compare.md").read_text())
+            print("In short (bold: best mean; each kind against the best other kind):\n")
+            print(summary_table(c))
             train_wall = sum(k["wall_s"] for k in c["kinds"])
             print(f"bootstrap wall: {c['bootstrap'].get('wall_s', float('nan')):.0f} s; "
                   f"compare: {train_wall:.0f} s of training runs\n")
