@@ -28,10 +28,8 @@ def main() -> None:
     table = {}
     for kind, run_dirs in runs.items():
         evals = [json.loads((Path(r) / "eval.json").read_text()) for r in run_dirs]
-        vals = {"macro_f1": [e["macro_f1"] for e in evals], "micro_f1": [e["micro_f1"] for e in evals],
-                "soft_ce": [e["soft_ce"] for e in evals],
-                "argmax_macro_f1": [e.get("argmax", e)["macro_f1"] for e in evals],
-                "argmax_micro_f1": [e.get("argmax", e)["micro_f1"] for e in evals]}
+        vals = {m: [e[m] for e in evals] for m in METRICS[:3]}
+        vals |= {m: [e.get("argmax", e)[m.removeprefix("argmax_")] for e in evals] for m in METRICS[3:]}
         table[kind] = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "values": v}
                        for m, v in vals.items()} | {"run_dirs": run_dirs}
     boot = bootstrap_run_dirs(runs, 5)

@@ -47,10 +47,10 @@ def _verdict_cell(mean: float, std: float, b: dict, best: bool) -> str:
 
 def summary_table(c: dict) -> str:
     """Mean ± std per kind with its bootstrap verdict against the best other kind (README's compact tables)."""
+    from hyperscale.experiments.stats import LOWER_IS_BETTER, METRICS
+
     boot, kinds = c["bootstrap"]["metrics"], c["kinds"]
-    best = {"macro_f1": max(kinds, key=lambda k: k["macro_f1"])["kind"],
-            "micro_f1": max(kinds, key=lambda k: k["micro_f1"])["kind"],
-            "soft_ce": min(kinds, key=lambda k: k["soft_ce"])["kind"]}
+    best = {m: (min if m in LOWER_IS_BETTER else max)(kinds, key=lambda k: k[m])["kind"] for m in METRICS}
     lines = ["| kind | macro-F1 | micro-F1 | soft CE |", "|---|---|---|---|"]
     for k in kinds:
         cells = [_verdict_cell(k[m], k.get(f"{m}_std", 0.0), boot[m][k["kind"]], best[m] == k["kind"]) for m in best]
