@@ -42,6 +42,14 @@ def main() -> None:
     for kind, rec in table.items():
         print(f"| {kind} | " + " | ".join(f"{rec[m]['mean']:.3f} ± {rec[m]['std']:.3f}" for m in METRICS) + " |")
     print("\nDecision rule:\n\n" + markdown(boot) + "\n\nPlain argmax:\n\n" + markdown(plain))
+    # The README's compact table: the majority reference is the same for every compare dir (same eval split).
+    from tables import summary_table
+
+    majority = json.loads((dirs[0] / "compare.json").read_text())["majority_baseline"]
+    kinds = [{"kind": kind} | {m: rec[m]["mean"] for m in METRICS[:3]} | {f"{m}_std": rec[m]["std"] for m in METRICS[:3]}
+             for kind, rec in table.items()]
+    print("\nIn short (bold: best mean; each kind against the best other kind):\n")
+    print(summary_table({"kinds": kinds, "bootstrap": boot, "majority_baseline": majority}))
 
 
 if __name__ == "__main__":
