@@ -123,8 +123,14 @@ class Evaluator:
         v_probs = predict_probs(model, v, self.cfg.eval.batch_size, self.pad_id, self.device, self.rank,
                                 self.world_size)
         offsets = fit_offsets(v.labels, v_probs, v.annotators, m)
+        # The validation split's own scores (argmax: the offsets were fitted there), so a run scored on eval can be
+        # compared with what selection saw without training it again.
+        seen = perspectivist_metrics(v.labels, v_probs.argmax(1), v.annotators, self.labels, m,
+                                     majority_class=self.train_majority)
+        seen.update(soft_label_metrics(v.labels, v_probs, v.item_ids, len(self.labels)))
         return decide(probs, offsets), {"rule": "validation", "fitted_on": f"validation split ({len(v)} rows)",
-                                        "offsets": offsets.tolist()}
+                                        "offsets": offsets.tolist(),
+                                        "validation_argmax": {k: seen[k] for k in ("macro_f1", "micro_f1", "soft_ce")}}
 
     def predictions(self):
         """predictions.parquet's table for the latest evaluate() (eval/report.py)."""

@@ -105,6 +105,19 @@ def test_a_run_scores_eval_with_offsets_fitted_on_validation(decided_run):
         perspectivist_metrics(gold, probs.argmax(1), frame["annotator"].to_numpy(), labels)["macro_f1"])
 
 
+def test_an_eval_run_records_the_validation_scores_a_validation_run_of_it_gets(decided_run, tmp_path):
+    from hyperscale import api
+
+    run_dir, _ = decided_run
+    seen = json.loads((run_dir / "eval.json").read_text())["decision"]["validation_argmax"]
+    cfg = tiny_config("adapter.kind=hyper_lora", "train.max_steps=6", "data.validation_fraction=0.3",
+                      "eval.decision=validation", "train.log_every=3", "eval.split=validation")
+    api.train(cfg, tmp_path / "val", use_ray=False)  # the same training, scored on the validation split
+    scored = json.loads((tmp_path / "val" / "eval.json").read_text())
+    assert seen == pytest.approx({"macro_f1": scored["argmax"]["macro_f1"], "micro_f1": scored["argmax"]["micro_f1"],
+                                  "soft_ce": scored["soft_ce"]})
+
+
 def test_predict_applies_the_runs_offsets(decided_run):
     from hyperscale.serve.predict import Predictor
 
