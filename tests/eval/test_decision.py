@@ -76,13 +76,17 @@ def test_decision_needs_a_validation_split_and_class_probabilities():
         tiny_config("eval.decision=median")
 
 
+# The decided run's training; a second test trains it again, scored on the validation split.
+DECIDED = ("adapter.kind=hyper_lora", "train.max_steps=6", "data.validation_fraction=0.3", "eval.decision=validation",
+           "train.log_every=3")
+
+
 @pytest.fixture(scope="module")
 def decided_run(tmp_path_factory):
     from hyperscale import api
 
     run_dir = tmp_path_factory.mktemp("decided") / "run"
-    cfg = tiny_config("adapter.kind=hyper_lora", "train.max_steps=6", "data.validation_fraction=0.3",
-                      "eval.decision=validation", "train.log_every=3")
+    cfg = tiny_config(*DECIDED)
     return run_dir, api.train(cfg, run_dir, use_ray=False)
 
 
@@ -110,8 +114,7 @@ def test_an_eval_run_records_the_validation_scores_a_validation_run_of_it_gets(d
 
     run_dir, _ = decided_run
     seen = json.loads((run_dir / "eval.json").read_text())["decision"]["validation_argmax"]
-    cfg = tiny_config("adapter.kind=hyper_lora", "train.max_steps=6", "data.validation_fraction=0.3",
-                      "eval.decision=validation", "train.log_every=3", "eval.split=validation")
+    cfg = tiny_config(*DECIDED, "eval.split=validation")
     api.train(cfg, tmp_path / "val", use_ray=False)  # the same training, scored on the validation split
     scored = json.loads((tmp_path / "val" / "eval.json").read_text())
     assert seen == pytest.approx({"macro_f1": scored["argmax"]["macro_f1"], "micro_f1": scored["argmax"]["micro_f1"],
