@@ -33,6 +33,13 @@ class PerspectivistModel(nn.Module):
         self.runtime = runtime  # resolved kernel backend, device, dtype, library versions
         self.flops_per_token: int | None = None  # training FLOPs per token (training_flops_per_token), set by build_model
 
+    def begin_step(self, step: int) -> None:
+        """Told by the training loop before each optimizer step (1-based): schedules that depend on
+        the step, e.g. hyper_lora's shared_warmup, read it here."""
+        fn = getattr(self.lora, "begin_step", None)
+        if fn is not None:
+            fn(step)
+
     def encode_instance(self, batch: dict) -> torch.Tensor:
         """(B, H) mean-pooled encoding of each input by the frozen body, adapters off."""
         self.state.enabled = False

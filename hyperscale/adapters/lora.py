@@ -53,6 +53,9 @@ class HyperLoRA(nn.Module):
     - `branch` (condition_head): a conditioned dense-GELU classifier branch over the pooled vector
       and the condition embedding (adapters/condition_bias.py); `branch_logits_for(batch, pooled)`.
     - `head_lr_scale`: the learning-rate multiplier of the hypernetwork's A/B heads (`lr_scales`).
+    - `warmup_steps` (shared_warmup * max_steps): optimizer steps 1..warmup_steps drop every
+      training row to the null condition (the shared pair alone); the loop says which step it is
+      (`begin_step`), so a resumed run warms up exactly as an unbroken one.
     """
 
     def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool,
@@ -62,6 +65,11 @@ class HyperLoRA(nn.Module):
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
         self.shared, self.condition_dropout = shared, condition_dropout
         self.logit_bias, self.head_lr_scale, self.branch = logit_bias, head_lr_scale, branch
+        self.warmup_steps, self.step = 0, 0
+
+    def begin_step(self, step: int) -> None:
+        """The training loop's optimizer step about to run (1-based): what shared_warmup reads."""
+        self.step = step
 
     @property
     def out_rank(self) -> int:
@@ -70,10 +78,12 @@ class HyperLoRA(nn.Module):
 
     def _dropped_rows(self, batch: dict) -> torch.Tensor | None:
         """(B,) bool: the training rows moved to the null condition this step, or None."""
+        n, device = batch["input_ids"].shape[0], batch["input_ids"].device
+        if self.training and self.shared is not None and 0 < self.step <= self.warmup_steps:
+            return torch.ones(n, dtype=torch.bool, device=device)  # shared_warmup: the shared pair alone
         if not (self.training and self.condition_dropout > 0 and (self.fields or self.shared is not None)):
             return None
-        n = batch["input_ids"].shape[0]
-        return torch.rand(n, device=batch["input_ids"].device) < self.condition_dropout
+        return torch.rand(n, device=device) < self.condition_dropout
 
     def forward(self, batch: dict, instance: torch.Tensor | None = None) -> tuple[Weights, torch.Tensor]:
         drop = self._dropped_rows(batch)

@@ -132,6 +132,11 @@ class HypernetConfig:
     """In training, the share of rows moved to a null condition, in [0, 1); 0 turns it off (the
     default). With shared_base the null condition is the shared pair alone (a shared LoRA);
     without it, the unknown id (-1: each table's mean row, the fallback unseen annotators get)."""
+    shared_warmup: float = 0.0
+    """A warm start inside the same budget: the first `shared_warmup * train.max_steps` optimizer
+    steps move every training row to the null condition, so they train the shared pair alone (a
+    shared LoRA) and the hypernetwork then learns deviations from a trained shared LoRA rather than
+    from zero. In [0, 1); 0 turns it off (the default). Needs shared_base."""
     condition_bias: bool = False
     """Condition the classifier too: add a per-condition class-logit bias W e(c) computed from
     the categorical condition embeddings (W zero-initialised; cond_width x C shared parameters,
@@ -157,6 +162,11 @@ class HypernetConfig:
     def __post_init__(self):
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ConfigError("adapter.hypernet.condition_dropout", f"{self.condition_dropout} is outside [0, 1).")
+        if not 0.0 <= self.shared_warmup < 1.0:
+            raise ConfigError("adapter.hypernet.shared_warmup", f"{self.shared_warmup} is outside [0, 1).")
+        if self.shared_warmup > 0 and not self.shared_base:
+            raise ConfigError("adapter.hypernet.shared_warmup", "warms up the shared pair of the residual form; "
+                              "shared_base is off.", "set adapter.hypernet.shared_base=true or shared_warmup=0.")
         if self.condition_head is not None and self.condition_head < 1:
             raise ConfigError("adapter.hypernet.condition_head", f"{self.condition_head} must be >= 1 or unset.")
         if self.head_rank is not None and self.head_rank < 1:

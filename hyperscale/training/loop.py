@@ -61,6 +61,7 @@ def run_training(cfg: RunConfig, run_dir: str | Path, *, store=None) -> dict:
     engine.train()
     for step in range(start_step + 1, t.max_steps + 1):
         meter.begin_step()
+        engine.module.begin_step(step)  # step-dependent schedules (hyper_lora's shared_warmup)
         for micro in range(t.grad_accum_steps):
             rows = sampler.next_batch()
             batch = to_batch(rows)
