@@ -87,7 +87,8 @@ class PerspectivistModel(nn.Module):
 
     def param_groups(self, lr: float, annotator_lr_scale: float, lazy_tables: bool = False) -> list[dict]:
         """Optimizer groups: the per-annotator tables at lr * annotator_lr_scale, parameters the LoRA
-        module lists in `lr_scales()` at lr * their scale, the rest at lr.
+        module lists in `lr_scales()` at lr * their scale (and hyper_lora's shared pair with the
+        classifier head at lr * shared_lr_scale), the rest at lr.
 
         Each annotator's row gets a gradient only from that annotator's rows (1/n of a
         batch), so it moves about n times slower than the shared weights at the same lr.
@@ -99,8 +100,11 @@ class PerspectivistModel(nn.Module):
         trainable = self.trainable_parameters()
         tables = [p for p in trainable if id(p) in table_ids]
         rest = [p for p in trainable if id(p) not in table_ids]
-        groups = []
-        for params, scale in getattr(self.lora, "lr_scales", list)():  # e.g. hyper_lora's head_lr_scale
+        groups, scaled = [], list(getattr(self.lora, "lr_scales", list)())  # e.g. hyper_lora's head_lr_scale
+        blind = getattr(self.lora, "shared_lr_scale", 1.0)  # hyper_lora's residual: shared pair + classifier head
+        if blind != 1.0:
+            scaled.append(([*self.lora.shared.parameters(), *self.head.parameters()], blind))
+        for params, scale in scaled:
             ids = {id(p) for p in params}
             groups.append({"params": [p for p in rest if id(p) in ids], "lr": lr * scale})
             rest = [p for p in rest if id(p) not in ids]

@@ -53,6 +53,8 @@ class HyperLoRA(nn.Module):
     - `branch` (condition_head): a conditioned dense-GELU classifier branch over the pooled vector
       and the condition embedding (adapters/condition_bias.py); `branch_logits_for(batch, pooled)`.
     - `head_lr_scale`: the learning-rate multiplier of the hypernetwork's A/B heads (`lr_scales`).
+    - `shared_lr_scale`: the learning-rate multiplier of the shared pair and the classifier head
+      (model.param_groups, which owns the head).
     - `warmup_steps` (shared_warmup * max_steps): optimizer steps 1..warmup_steps drop every
       training row to the null condition (the shared pair alone); the loop says which step it is
       (`begin_step`), so a resumed run warms up exactly as an unbroken one.
@@ -65,7 +67,7 @@ class HyperLoRA(nn.Module):
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
         self.shared, self.condition_dropout = shared, condition_dropout
         self.logit_bias, self.head_lr_scale, self.branch = logit_bias, head_lr_scale, branch
-        self.warmup_steps, self.step = 0, 0
+        self.warmup_steps, self.step, self.shared_lr_scale = 0, 0, 1.0
 
     def begin_step(self, step: int) -> None:
         """The training loop's optimizer step about to run (1-based): what shared_warmup reads."""

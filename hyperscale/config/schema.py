@@ -154,6 +154,10 @@ class HypernetConfig:
     head_lr_scale: float = 1.0
     """Learning-rate multiplier of the hypernetwork's A/B output heads (the rest of the trunk
     trains at train.lr, the annotator table at train.lr * train.annotator_lr_scale)."""
+    shared_lr_scale: float = 1.0
+    """Learning-rate multiplier of the residual form's perspective-blind parts: the shared pair (A0, B0)
+    and the classifier head, what shared_lora trains alone. 1 trains them at train.lr with the
+    hypernetwork's trunk; the trunk may want a lower rate than the shared parts. Needs shared_base."""
     head_rank: int | None = None
     """Factor each A/B output head (hidden_dim x r*d) through a bottleneck of this width
     (hidden_dim x head_rank, then head_rank x r*d): most of the hypernetwork's parameters
@@ -171,6 +175,11 @@ class HypernetConfig:
             raise ConfigError("adapter.hypernet.condition_head", f"{self.condition_head} must be >= 1 or unset.")
         if self.head_rank is not None and self.head_rank < 1:
             raise ConfigError("adapter.hypernet.head_rank", f"{self.head_rank} must be >= 1 or unset.")
+        if not self.shared_lr_scale > 0:
+            raise ConfigError("adapter.hypernet.shared_lr_scale", f"{self.shared_lr_scale} must be > 0.")
+        if self.shared_lr_scale != 1.0 and not self.shared_base:
+            raise ConfigError("adapter.hypernet.shared_lr_scale", "scales the residual form's shared pair; "
+                              "shared_base is off.", "set adapter.hypernet.shared_base=true or shared_lr_scale=1.")
         if not self.head_lr_scale > 0:
             raise ConfigError("adapter.hypernet.head_lr_scale", f"{self.head_lr_scale} must be > 0.")
         for name in ("condition_dim", "instance_dim", "module_dim", "hidden_dim"):

@@ -144,6 +144,23 @@ def test_head_lr_scale_puts_the_ab_heads_in_their_own_group():
     assert sum(len(g["params"]) for g in groups) == len(model.trainable_parameters())
 
 
+def test_shared_lr_scale_puts_the_shared_pair_and_the_classifier_head_in_their_own_group():
+    model = seeded_model(tiny_config("adapter.hypernet.shared_base=true", "adapter.hypernet.shared_lr_scale=4",
+                                     "adapter.hypernet.head_lr_scale=0.5"))
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in model.param_groups(0.01, 5.0)}
+    blind = {id(p) for p in [*model.lora.shared.parameters(), *model.head.parameters()] if p.requires_grad}
+    assert set(by_lr) == {0.01, 0.04, 0.005, 0.05}
+    assert by_lr[0.04] == blind and blind
+    assert by_lr[0.005] == {id(p) for p in model.lora.hypernet.head_parameters()}
+    trunk = {id(p) for n, p in model.lora.hypernet.named_parameters() if n.startswith("trunk")}
+    assert trunk and trunk <= by_lr[0.01]  # the hypernetwork's trunk stays at train.lr
+    assert sum(len(g["params"]) for g in model.param_groups(0.01, 5.0)) == len(model.trainable_parameters())
+    from hyperscale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="shared_lr_scale.*shared_base=true"):
+        tiny_config("adapter.hypernet.shared_lr_scale=4")
+
+
 def test_new_options_refuse_what_they_cannot_do():
     from hyperscale.errors import ConfigError
 

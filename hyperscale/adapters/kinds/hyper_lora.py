@@ -52,6 +52,7 @@ class HyperLoRAKind(AdapterKind):
                   if h.condition_head is not None else None)
         lora = HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale, branch)
         lora.warmup_steps = int(h.shared_warmup * cfg.train.max_steps)
+        lora.shared_lr_scale = h.shared_lr_scale
         return lora
 
 
