@@ -135,7 +135,8 @@ def test_trial_seeds_are_checked_before_any_trial(tmp_path):
 
 def test_the_drawn_hyper_lora_settings_keep_the_residual_form_and_draw_the_bias():
     draws = sample_trials("hyper_lora", DEFAULT_SPACE, 12, seed=0)
-    assert all(t["adapter.hypernet.shared_base"] is True for t in draws)
+    assert all(t["adapter.hypernet.shared_base"] is True and t["adapter.hypernet.shared_lr_scale"] == 4.0
+               for t in draws)
     assert {t["adapter.hypernet.condition_bias"] for t in draws} == {False, True}
     assert all(0.03 <= t["adapter.hypernet.head_lr_scale"] <= 1.0 for t in draws)
 
