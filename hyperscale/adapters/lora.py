@@ -62,12 +62,13 @@ class HyperLoRA(nn.Module):
 
     def __init__(self, hypernet: HyperNetwork, fields: list[str], uses_instance: bool,
                  shared: SharedLoRA | None = None, condition_dropout: float = 0.0,
-                 logit_bias: nn.Module | None = None, head_lr_scale: float = 1.0, branch: nn.Module | None = None):
+                 logit_bias: nn.Module | None = None, head_lr_scale: float = 1.0, branch: nn.Module | None = None,
+                 *, warmup_steps: int = 0, shared_lr_scale: float = 1.0):
         super().__init__()
         self.hypernet, self.fields, self.uses_instance = hypernet, fields, uses_instance
         self.shared, self.condition_dropout = shared, condition_dropout
         self.logit_bias, self.head_lr_scale, self.branch = logit_bias, head_lr_scale, branch
-        self.warmup_steps, self.step, self.shared_lr_scale = 0, 0, 1.0
+        self.warmup_steps, self.shared_lr_scale, self.step = warmup_steps, shared_lr_scale, 0
 
     def begin_step(self, step: int) -> None:
         """The training loop's optimizer step about to run (1-based): what shared_warmup reads."""

@@ -50,10 +50,8 @@ class HyperLoRAKind(AdapterKind):
         bias = ConditionLogitBias(width, n_classes) if h.condition_bias else None
         branch = (ConditionedBranch(backbone.hidden_size, width, h.condition_head, n_classes)
                   if h.condition_head is not None else None)
-        lora = HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale, branch)
-        lora.warmup_steps = int(h.shared_warmup * cfg.train.max_steps)
-        lora.shared_lr_scale = h.shared_lr_scale
-        return lora
+        return HyperLoRA(hypernet, fields, uses_instance, shared, h.condition_dropout, bias, h.head_lr_scale, branch,
+                         warmup_steps=int(h.shared_warmup * cfg.train.max_steps), shared_lr_scale=h.shared_lr_scale)
 
 
 KIND = HyperLoRAKind()
